@@ -1,0 +1,518 @@
+"""MetadataStore on DynamoDB through PynamoDB (single table, see dynamo_models)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import (
+    DeleteError,
+    DoesNotExist,
+    PutError,
+    TransactWriteError,
+    UpdateError,
+)
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.registry.errors import BlobUploadInvalidError, ConcurrentWriteError
+from chalicelib.registry.names import RepositoryName
+from chalicelib.registry.records import (
+    BlobRecord,
+    ManifestRecord,
+    RegistryRecord,
+    TagRecord,
+    TokenRecord,
+    UploadPart,
+    UploadSession,
+)
+
+from .dynamo_models import (
+    META,
+    BlobLinkItem,
+    Item,
+    ManifestItem,
+    ReferrerItem,
+    RegistryBlobItem,
+    RegistryItem,
+    RepositoryItem,
+    TagItem,
+    TokenItem,
+    UploadItem,
+)
+
+# Optimistic writes re-read and retry this many times when a condition lost a race.
+RETRIES = 4
+
+
+def reg_pk(registry: str) -> str:
+    return f"REG#{registry}"
+
+
+def repo_pk(repo: RepositoryName) -> str:
+    return f"REPO#{repo}"
+
+
+@dataclass
+class FoundReferences:
+    repository_exists: bool
+    missing_blobs: list[str] = field(default_factory=list)
+    missing_manifests: list[str] = field(default_factory=list)
+
+
+class DynamoMetadataStore:
+    def __init__(self) -> None:
+        self._connection: Connection | None = None
+
+    def _transaction(self) -> TransactWrite:
+        if self._connection is None:
+            self._connection = Connection(region=Item.Meta.region)
+        return TransactWrite(connection=self._connection)
+
+    # ------------------------------------------------------------ registries, tokens
+
+    def get_registry(self, name: str) -> RegistryRecord | None:
+        try:
+            item = RegistryItem.get(reg_pk(name), META)
+        except DoesNotExist:
+            return None
+        return RegistryRecord(
+            name=name,
+            account_id=item.account_id,
+            plan=item.plan,
+            storage_bytes=int(item.storage_bytes),
+            repository_count=int(item.repository_count),
+            read_only=bool(item.read_only),
+            created_at=item.created_at,
+        )
+
+    def put_registry(self, record: RegistryRecord) -> None:
+        """Create the registry if its name is free (names are globally unique)."""
+        item = RegistryItem(
+            reg_pk(record.name),
+            META,
+            gsi1pk=f"ACCOUNT#{record.account_id}",
+            gsi1sk=f"REG#{record.name}",
+            account_id=record.account_id,
+            plan=record.plan,
+            storage_bytes=record.storage_bytes,
+            repository_count=record.repository_count,
+            read_only=record.read_only,
+            created_at=record.created_at,
+        )
+        try:
+            item.save(condition=RegistryItem.pk.does_not_exist())
+        except PutError as exc:
+            if _is_condition_failure(exc):
+                raise ValueError(f"registry {record.name!r} already exists") from exc
+            raise
+
+    def list_registries(self, account_id: str) -> list[RegistryRecord]:
+        out = []
+        for item in RegistryItem.gsi1.query(f"ACCOUNT#{account_id}"):
+            name = item.pk.removeprefix("REG#")
+            out.append(RegistryRecord(name=name, account_id=item.account_id, plan=item.plan))
+        return out
+
+    def get_token_by_hash(self, token_hash: str) -> TokenRecord | None:
+        try:
+            item = TokenItem.get(f"TOKEN#{token_hash}", META)
+        except DoesNotExist:
+            return None
+        return TokenRecord(
+            token_id=item.token_id,
+            token_hash=token_hash,
+            account_id=item.account_id,
+            name=item.name,
+            scopes=frozenset(item.scopes or ()),
+            registries=None if item.all_registries else frozenset(item.registries or ()),
+            expires_at=item.expires_at,
+            created_at=item.created_at,
+        )
+
+    def put_token(self, record: TokenRecord) -> None:
+        TokenItem(
+            f"TOKEN#{record.token_hash}",
+            META,
+            gsi1pk=f"TOKENS#{record.account_id}",
+            gsi1sk=record.token_id,
+            token_id=record.token_id,
+            account_id=record.account_id,
+            name=record.name,
+            scopes=set(record.scopes),
+            registries=set(record.registries) if record.registries else None,
+            all_registries=record.registries is None,
+            expires_at=record.expires_at,
+            created_at=record.created_at,
+        ).save()
+
+    # ------------------------------------------------------------ repositories
+
+    def repository_exists(self, repo: RepositoryName) -> bool:
+        return _exists(reg_pk(repo.registry), f"REPO#{repo.repository}")
+
+    def list_repositories(self, registry: str, after: str | None, limit: int) -> list[str]:
+        condition = (
+            Item.sk.startswith("REPO#")
+            if after is None
+            else Item.sk.between(f"REPO#{after}\x00", "REPO#\U0010ffff")
+        )
+        items = Item.query(reg_pk(registry), condition, limit=limit)
+        return [i.sk.removeprefix("REPO#") for i in items]
+
+    # ------------------------------------------------------------ blobs
+
+    def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None:
+        try:
+            item = BlobLinkItem.get(repo_pk(repo), f"LINK#{digest}")
+        except DoesNotExist:
+            return None
+        return BlobRecord(digest, int(item.size), item.created_at)
+
+    def get_registry_blob(self, registry: str, digest: str) -> BlobRecord | None:
+        try:
+            item = RegistryBlobItem.get(reg_pk(registry), f"BLOB#{digest}")
+        except DoesNotExist:
+            return None
+        return BlobRecord(digest, int(item.size), item.created_at)
+
+    def commit_blob(self, repo: RepositoryName, digest: str, size: int, now: datetime) -> bool:
+        """One transaction: registry blob + storage counter (first time only), the link,
+        and the repository + repository counter (first push only).
+
+        What exists is read first and asserted in the transaction's conditions; if another
+        writer changed it in between, the transaction is cancelled and we re-read.
+        """
+        for _ in range(RETRIES):
+            keys = [
+                (reg_pk(repo.registry), f"BLOB#{digest}"),
+                (reg_pk(repo.registry), f"REPO#{repo.repository}"),
+            ]
+            found = {(i.pk, i.sk) for i in Item.batch_get(keys)}
+            blob_exists = keys[0] in found
+            repo_exists = keys[1] in found
+            tx = self._transaction()
+            if blob_exists:
+                tx.condition_check(Item, keys[0][0], keys[0][1], condition=Item.pk.exists())
+            else:
+                tx.save(
+                    RegistryBlobItem(keys[0][0], keys[0][1], size=size, created_at=now),
+                    condition=Item.pk.does_not_exist(),
+                )
+            counters = [] if blob_exists else [RegistryItem.storage_bytes.add(size)]
+            if not repo_exists:
+                tx.save(
+                    RepositoryItem(keys[1][0], keys[1][1], created_at=now),
+                    condition=Item.pk.does_not_exist(),
+                )
+                counters.append(RegistryItem.repository_count.add(1))
+            if counters:
+                tx.update(
+                    RegistryItem(reg_pk(repo.registry), META),
+                    actions=counters,
+                    condition=RegistryItem.pk.exists(),
+                )
+            tx.save(BlobLinkItem(repo_pk(repo), f"LINK#{digest}", size=size, created_at=now))
+            try:
+                tx._commit()
+            except TransactWriteError as exc:
+                if _is_transaction_conflict(exc):
+                    continue
+                raise
+            return not blob_exists
+        raise ConcurrentWriteError("blob commit raced with other writers; retry")
+
+    def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
+        try:
+            BlobLinkItem(repo_pk(repo), f"LINK#{digest}").delete(condition=Item.pk.exists())
+        except DeleteError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------ manifests and tags
+
+    def get_manifest(self, repo: RepositoryName, digest: str) -> ManifestRecord | None:
+        try:
+            item = ManifestItem.get(repo_pk(repo), f"MANIFEST#{digest}")
+        except DoesNotExist:
+            return None
+        return _manifest_record(item)
+
+    def get_tag(self, repo: RepositoryName, tag: str) -> TagRecord | None:
+        try:
+            item = TagItem.get(repo_pk(repo), f"TAG#{tag}")
+        except DoesNotExist:
+            return None
+        return TagRecord(tag, item.digest, item.updated_at)
+
+    def check_references(
+        self, repo: RepositoryName, blobs: Sequence[str], manifests: Sequence[str]
+    ) -> FoundReferences:
+        """One BatchGetItem: the repository, every referenced blob link and child manifest."""
+        repo_key = (reg_pk(repo.registry), f"REPO#{repo.repository}")
+        blob_keys = {(repo_pk(repo), f"LINK#{d}"): d for d in blobs}
+        manifest_keys = {(repo_pk(repo), f"MANIFEST#{d}"): d for d in manifests}
+        keys = [repo_key, *blob_keys, *manifest_keys]
+        found = {(i.pk, i.sk) for i in Item.batch_get(keys, attributes_to_get=["pk", "sk"])}
+        return FoundReferences(
+            repository_exists=repo_key in found,
+            missing_blobs=sorted(d for k, d in blob_keys.items() if k not in found),
+            missing_manifests=sorted(d for k, d in manifest_keys.items() if k not in found),
+        )
+
+    def put_manifest(
+        self,
+        repo: RepositoryName,
+        record: ManifestRecord,
+        tag: str | None,
+        create_repository: bool,
+        now: datetime,
+    ) -> None:
+        """Manifest, tag, referrer entry and (first push) repository in one transaction."""
+        for attempt in range(RETRIES):
+            if attempt:
+                create_repository = not self.repository_exists(repo)
+            tx = self._transaction()
+            tx.save(
+                ManifestItem(
+                    repo_pk(repo),
+                    f"MANIFEST#{record.digest}",
+                    gsi1pk=f"MANIFESTS#{repo.registry}",
+                    gsi1sk=f"{repo.repository}@{record.digest}",
+                    media_type=record.media_type,
+                    size=record.size,
+                    body=record.body,
+                    blobs=record.blobs or None,
+                    manifests=record.manifests or None,
+                    subject=record.subject,
+                    artifact_type=record.artifact_type,
+                    annotations=record.annotations,
+                    created_at=record.created_at,
+                )
+            )
+            if tag is not None:
+                tx.save(
+                    TagItem(
+                        repo_pk(repo),
+                        f"TAG#{tag}",
+                        gsi1pk=f"TAGS#{repo.registry}",
+                        gsi1sk=f"{repo.repository}:{tag}",
+                        digest=record.digest,
+                        updated_at=now,
+                    )
+                )
+            if record.subject is not None:
+                tx.save(
+                    ReferrerItem(
+                        repo_pk(repo),
+                        f"REFERRER#{record.subject}#{record.digest}",
+                        digest=record.digest,
+                        media_type=record.media_type,
+                        size=record.size,
+                        artifact_type=record.artifact_type,
+                        annotations=record.annotations,
+                    )
+                )
+            if create_repository:
+                tx.save(
+                    RepositoryItem(
+                        reg_pk(repo.registry), f"REPO#{repo.repository}", created_at=now
+                    ),
+                    condition=Item.pk.does_not_exist(),
+                )
+                tx.update(
+                    RegistryItem(reg_pk(repo.registry), META),
+                    actions=[RegistryItem.repository_count.add(1)],
+                    condition=RegistryItem.pk.exists(),
+                )
+            try:
+                tx._commit()
+            except TransactWriteError as exc:
+                if _is_transaction_conflict(exc):
+                    continue
+                raise
+            return
+        raise ConcurrentWriteError("manifest push raced with other writers; retry")
+
+    def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
+        """The manifest, every tag pointing at it and its referrer entry, together."""
+        record = self.get_manifest(repo, digest)
+        if record is None:
+            return False
+        tags = [
+            t
+            for t in TagItem.query(repo_pk(repo), Item.sk.startswith("TAG#"))
+            if t.digest == digest
+        ]
+        # A transaction holds at most 100 items; tags beyond that go in further batches
+        # after the manifest itself is gone (a dangling tag answers MANIFEST_UNKNOWN).
+        first, rest = tags[:98], tags[98:]
+        tx = self._transaction()
+        tx.delete(ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"), condition=Item.pk.exists())
+        if record.subject:
+            tx.delete(ReferrerItem(repo_pk(repo), f"REFERRER#{record.subject}#{digest}"))
+        for t in first:
+            tx.delete(t, condition=TagItem.digest == digest)
+        try:
+            tx._commit()
+        except TransactWriteError as exc:
+            if _is_transaction_conflict(exc):
+                raise ConcurrentWriteError("manifest changed while deleting; retry") from exc
+            raise
+        for t in rest:
+            try:
+                t.delete(condition=TagItem.digest == digest)
+            except DeleteError as exc:
+                if not _is_condition_failure(exc):
+                    raise
+        return True
+
+    def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
+        try:
+            TagItem(repo_pk(repo), f"TAG#{tag}").delete(condition=Item.pk.exists())
+        except DeleteError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
+        # "\x00" sorts before every tag character, so this starts just after ``after``.
+        condition = (
+            Item.sk.startswith("TAG#")
+            if after is None
+            else Item.sk.between(f"TAG#{after}\x00", "TAG#\U0010ffff")
+        )
+        return [
+            TagRecord(i.sk.removeprefix("TAG#"), i.digest, i.updated_at)
+            for i in TagItem.query(repo_pk(repo), condition, limit=limit)
+        ]
+
+    def list_referrers(self, repo: RepositoryName, subject: str) -> list[ManifestRecord]:
+        items = ReferrerItem.query(repo_pk(repo), Item.sk.startswith(f"REFERRER#{subject}#"))
+        return [
+            ManifestRecord(
+                digest=i.digest,
+                media_type=i.media_type,
+                size=int(i.size),
+                body=None,
+                subject=subject,
+                artifact_type=i.artifact_type,
+                annotations=i.annotations,
+            )
+            for i in items
+        ]
+
+    # ------------------------------------------------------------ uploads
+
+    def put_upload(self, session: UploadSession) -> None:
+        _upload_item(session).save(condition=Item.pk.does_not_exist())
+
+    def get_upload(self, upload_id: str) -> UploadSession | None:
+        try:
+            item = UploadItem.get(f"UPLOAD#{upload_id}", META, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return _upload_session(item)
+
+    def update_upload(self, session: UploadSession) -> None:
+        expected = session.version
+        session.version = expected + 1
+        try:
+            _upload_item(session).save(condition=UploadItem.version == expected)
+        except PutError as exc:
+            session.version = expected
+            if _is_condition_failure(exc):
+                raise BlobUploadInvalidError(
+                    "the upload was changed by a concurrent request"
+                ) from exc
+            raise
+
+    def delete_upload(self, upload_id: str) -> None:
+        Item(f"UPLOAD#{upload_id}", META).delete()
+
+    def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]:
+        items = UploadItem.gsi1.query(
+            "UPLOADS", UploadItem.gsi1sk < now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), limit=limit
+        )
+        return [_upload_session(i) for i in items]
+
+
+def _exists(pk: str, sk: str) -> bool:
+    try:
+        Item.get(pk, sk, attributes_to_get=["pk"])
+    except DoesNotExist:
+        return False
+    return True
+
+
+def _manifest_record(item: ManifestItem) -> ManifestRecord:
+    return ManifestRecord(
+        digest=item.sk.removeprefix("MANIFEST#"),
+        media_type=item.media_type,
+        size=int(item.size),
+        body=item.body,
+        blobs=list(item.blobs or []),
+        manifests=list(item.manifests or []),
+        subject=item.subject,
+        artifact_type=item.artifact_type,
+        annotations=item.annotations,
+        created_at=item.created_at,
+    )
+
+
+def _upload_item(s: UploadSession) -> UploadItem:
+    expires = s.expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if s.expires_at else ""
+    return UploadItem(
+        f"UPLOAD#{s.upload_id}",
+        META,
+        gsi1pk="UPLOADS",
+        gsi1sk=f"{expires}#{s.upload_id}",
+        registry=s.registry,
+        repository=s.repository,
+        data_key=s.data_key,
+        multipart_id=s.multipart_id,
+        parts=[[p.number, p.etag, p.size] for p in s.parts],
+        offset=s.offset,
+        tail_key=s.tail_key,
+        tail_size=s.tail_size,
+        sha256=s.sha256,
+        version=s.version,
+        created_at=s.created_at,
+        expires_at=s.expires_at,
+        ttl=s.expires_at,
+    )
+
+
+def _upload_session(item: UploadItem) -> UploadSession:
+    return UploadSession(
+        upload_id=item.pk.removeprefix("UPLOAD#"),
+        registry=item.registry,
+        repository=item.repository,
+        data_key=item.data_key,
+        multipart_id=item.multipart_id,
+        parts=[UploadPart(int(n), str(e), int(z)) for n, e, z in (item.parts or [])],
+        offset=int(item.offset),
+        tail_key=item.tail_key,
+        tail_size=int(item.tail_size),
+        sha256=item.sha256,
+        version=int(item.version),
+        created_at=item.created_at,
+        expires_at=item.expires_at,
+    )
+
+
+def _is_condition_failure(exc: Exception) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _is_transaction_conflict(exc: TransactWriteError) -> bool:
+    reasons = getattr(exc, "cancellation_reasons", None) or []
+    codes = {getattr(r, "code", None) for r in reasons if r is not None}
+    return bool(codes & {"ConditionalCheckFailed", "TransactionConflict"})
+
+
+__all__ = ["DynamoMetadataStore", "FoundReferences", "UpdateError"]

@@ -1,0 +1,171 @@
+"""PynamoDB models of Portside's single DynamoDB table.
+
+Key design (pk / sk), chosen so every query the registry, GC, quotas and metering need is
+a Query on one partition, never a Scan:
+
+  REG#<registry>            #META                        registry record and counters
+  REG#<registry>            BLOB#<digest>                a blob the registry stores (size)
+  REG#<registry>            REPO#<repository>            a repository (created by first push)
+  REPO#<registry>/<repo>    LINK#<digest>                blob linked into a repository
+  REPO#<registry>/<repo>    MANIFEST#<digest>            manifest (body inline if small)
+  REPO#<registry>/<repo>    TAG#<tag>                    tag -> digest (lexical order = sk order)
+  REPO#<registry>/<repo>    REFERRER#<subject>#<digest>  referrer descriptor, by subject
+  UPLOAD#<id>               #META                        upload session (TTL)
+  TOKEN#<sha256 of secret>  #META                        API token
+
+GSI1 (gsi1pk / gsi1sk) gives the cross-partition views:
+  ACCOUNT#<account>   REG#<registry>           registries of an account
+  MANIFESTS#<reg>     <repo>@<digest>          all manifests of a registry (GC)
+  TAGS#<reg>          <repo>:<tag>             all tags of a registry (GC)
+  UPLOADS             <expires_at>#<id>        upload sessions by expiry (cleanup)
+  TOKENS#<account>    <token_id>               tokens of an account
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+META = "#META"
+
+
+class Gsi1(GlobalSecondaryIndex["Item"]):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class Item(Model):
+    """Keys shared by every item kind; queries that only test presence use this class."""
+
+    class Meta:
+        table_name = os.environ.get("PORTSIDE_TABLE", "portside")
+        region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    gsi1 = Gsi1()
+
+
+class RegistryItem(Item):
+    account_id = UnicodeAttribute()
+    plan = UnicodeAttribute(default="professional")
+    storage_bytes = NumberAttribute(default=0)
+    repository_count = NumberAttribute(default=0)
+    read_only = BooleanAttribute(default=False)
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class RegistryBlobItem(Item):
+    size = NumberAttribute()
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class RepositoryItem(Item):
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class BlobLinkItem(Item):
+    size = NumberAttribute()
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class ManifestItem(Item):
+    media_type = UnicodeAttribute()
+    size = NumberAttribute()
+    body = BinaryAttribute(null=True, legacy_encoding=False)
+    blobs = ListAttribute(of=UnicodeAttribute, null=True)
+    manifests = ListAttribute(of=UnicodeAttribute, null=True)
+    subject = UnicodeAttribute(null=True)
+    artifact_type = UnicodeAttribute(null=True)
+    annotations = JSONAttribute(null=True)
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+class TagItem(Item):
+    digest = UnicodeAttribute()
+    updated_at = UTCDateTimeAttribute(null=True)
+
+
+class ReferrerItem(Item):
+    digest = UnicodeAttribute()
+    media_type = UnicodeAttribute()
+    size = NumberAttribute()
+    artifact_type = UnicodeAttribute(null=True)
+    annotations = JSONAttribute(null=True)
+
+
+class UploadItem(Item):
+    registry = UnicodeAttribute()
+    repository = UnicodeAttribute()
+    data_key = UnicodeAttribute()
+    multipart_id = UnicodeAttribute(null=True)
+    parts = JSONAttribute(null=True)
+    offset = NumberAttribute(default=0)
+    tail_key = UnicodeAttribute(null=True)
+    tail_size = NumberAttribute(default=0)
+    sha256 = UnicodeAttribute(null=True)
+    version = NumberAttribute(default=0)
+    created_at = UTCDateTimeAttribute(null=True)
+    expires_at = UTCDateTimeAttribute(null=True)
+    # DynamoDB deletes the item some time after this; the cleanup job aborts the multipart
+    # upload first (it queries GSI1 by expiry), so TTL is only the backstop.
+    ttl = TTLAttribute(null=True)
+
+
+class TokenItem(Item):
+    token_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    scopes = UnicodeSetAttribute()
+    registries = UnicodeSetAttribute(null=True)
+    all_registries = BooleanAttribute(default=True)
+    expires_at = UTCDateTimeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(null=True)
+
+
+ALL_MODELS: tuple[type[Item], ...] = (
+    Item,
+    RegistryItem,
+    RegistryBlobItem,
+    RepositoryItem,
+    BlobLinkItem,
+    ManifestItem,
+    TagItem,
+    ReferrerItem,
+    UploadItem,
+    TokenItem,
+)
+
+
+def bind_table(table_name: str, region: str) -> None:
+    """Point every model at ``table_name`` (settings are read once, at startup)."""
+    for model in ALL_MODELS:
+        model.Meta.table_name = table_name
+        model.Meta.region = region
+        model._connection = None
+
+
+def create_table(**kwargs: Any) -> None:
+    """Create the table with the schema above (local runtime and tests; CDK in AWS)."""
+    if not Item.exists():
+        Item.create_table(billing_mode="PAY_PER_REQUEST", wait=True, **kwargs)

@@ -1,0 +1,18 @@
+"""Creates the Chalice application. ``app.py`` calls this once; the local runtime calls it
+once per server thread, because Chalice keeps the current request on the app object."""
+
+from __future__ import annotations
+
+from chalice import Chalice
+
+from .events.handlers import events_blueprint
+from .http.chalice_views import BINARY_TYPES, v2_blueprint
+from .wiring import v2_api
+
+
+def create_app() -> Chalice:
+    app = Chalice(app_name="portside")
+    app.api.binary_types = list(BINARY_TYPES)
+    app.register_blueprint(v2_blueprint(v2_api))
+    app.register_blueprint(events_blueprint())
+    return app

@@ -1,0 +1,54 @@
+"""Settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str = "portside"
+    bucket: str = "portside-blobs"
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    # Absolute base URL clients use for this registry (e.g. https://registry.example.com);
+    # derived from each request's Host header when unset.
+    public_url: str | None = None
+    # Base URL of the streaming upload host; defaults to the public URL.
+    upload_url: str | None = None
+    # HMAC key for upload capabilities (and, later, registry JWTs). Must be shared by every
+    # Lambda and the upload host; the local runtime generates one.
+    signing_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    part_size: int = 8 * 1024 * 1024
+    upload_ttl: timedelta = timedelta(hours=1)
+    presign_ttl: timedelta = timedelta(minutes=5)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            table_name=env.get("PORTSIDE_TABLE", "portside"),
+            bucket=env.get("PORTSIDE_BUCKET", "portside-blobs"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            public_url=(env.get("PORTSIDE_PUBLIC_URL") or "").rstrip("/") or None,
+            upload_url=(env.get("PORTSIDE_UPLOAD_URL") or "").rstrip("/") or None,
+            signing_key=env.get("PORTSIDE_SIGNING_KEY") or secrets.token_urlsafe(32),
+            part_size=_int("PORTSIDE_PART_SIZE", 8 * 1024 * 1024),
+            upload_ttl=timedelta(seconds=_int("PORTSIDE_UPLOAD_TTL_SECONDS", 3600)),
+            presign_ttl=timedelta(seconds=_int("PORTSIDE_PRESIGN_TTL_SECONDS", 300)),
+        )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()

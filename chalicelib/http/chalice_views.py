@@ -1,0 +1,70 @@
+"""The Chalice side of /v2/: one greedy route feeding our own route table."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from chalice import Blueprint, Response
+from chalice.app import Request
+
+from .messages import HttpRequest, HttpResponse
+from .v2 import V2Api
+
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+# Request bodies of these types reach the Lambda base64-encoded (API Gateway binaryMediaTypes);
+# responses never use them, since Chalice refuses a binary response to a request whose Accept
+# header does not name a binary type.
+BINARY_TYPES = [
+    "application/octet-stream",
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+]
+
+
+def to_http_request(request: Request) -> HttpRequest:
+    proxy = (request.uri_params or {}).get("proxy")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    body = request.raw_body or b""
+    proto = headers.get("x-forwarded-proto", "https")
+    host = headers.get("host", "localhost")
+    query = dict(request.query_params or {})
+    return HttpRequest(
+        method=request.method.upper(),
+        path=f"/v2/{proxy}" if proxy else "/v2/",
+        query=query,
+        headers=headers,
+        body=io.BytesIO(body),
+        content_length=len(body),
+        base_url=f"{proto}://{host}",
+    )
+
+
+def to_chalice_response(response: HttpResponse) -> Response:
+    content_type = response.headers.get("Content-Type", "")
+    body: str | bytes
+    if content_type in BINARY_TYPES:
+        body = response.body
+    else:
+        # Manifests are UTF-8 JSON (checked on push), so text passes through byte for byte.
+        body = response.body.decode("utf-8")
+    return Response(body=body, status_code=response.status, headers=dict(response.headers))
+
+
+def v2_blueprint(api: Callable[[], V2Api]) -> Blueprint:
+    bp = Blueprint(__name__)
+
+    def handle() -> Response:
+        return to_chalice_response(api().handle(to_http_request(bp.current_request)))
+
+    @bp.route("/v2", methods=METHODS)
+    def v2_root() -> Response:
+        return handle()
+
+    @bp.route("/v2/{proxy+}", methods=METHODS)
+    def v2_proxy() -> Response:
+        return handle()
+
+    return bp

@@ -1,0 +1,404 @@
+"""The /v2/ API: a route table of the distribution spec's endpoints and thin handlers that
+call the registry service. Authentication and authorization happen here, per route."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from chalicelib.registry.auth import Action, Authenticator, Principal, UploadCapability, utcnow
+from chalicelib.registry.errors import (
+    BlobUploadInvalidError,
+    ManifestTooBigError,
+    MethodNotAllowedError,
+    NameUnknownError,
+    PaginationNumberInvalidError,
+    RegistryError,
+    RouteNotFoundError,
+    SizeInvalidError,
+    UnauthorizedError,
+)
+from chalicelib.registry.manifests import OCI_INDEX
+from chalicelib.registry.names import RepositoryName
+from chalicelib.registry.service import (
+    RegistryService,
+    parse_content_range,
+    range_header,
+)
+
+from .errors import error_response, internal_error_response
+from .messages import HttpRequest, HttpResponse
+
+API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+JSON = "application/json"
+
+Handler = Callable[["V2Api", HttpRequest, dict[str, str]], HttpResponse]
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+
+
+def _route(pattern: str, **methods: Handler) -> Route:
+    return Route(re.compile(pattern), methods)
+
+
+class V2Api:
+    """Dispatches /v2/ requests; every error leaves as the spec's JSON error body."""
+
+    def __init__(
+        self,
+        service: RegistryService,
+        authenticator: Authenticator,
+        capability: UploadCapability,
+        public_url: str | None = None,
+        upload_url: str | None = None,
+    ) -> None:
+        self.service = service
+        self.auth = authenticator
+        self.capability = capability
+        self.public_url = public_url
+        self.upload_url = upload_url
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            response = self._dispatch(request)
+        except RegistryError as error:
+            response = error_response(error, request.method)
+            if error.status == 401:
+                response.headers.setdefault("WWW-Authenticate", self._challenge(request))
+        except Exception as exc:  # never a bare 500: log it and answer the spec's body
+            response = internal_error_response(exc, request.method)
+        response.headers.update(API_VERSION_HEADER)
+        if request.method == "HEAD":
+            response.body = b""
+        return response
+
+    def _dispatch(self, request: HttpRequest) -> HttpResponse:
+        for route in ROUTES:
+            match = route.pattern.match(request.path)
+            if match is None:
+                continue
+            handler = route.methods.get(request.method)
+            if handler is None:
+                raise MethodNotAllowedError(headers={"Allow": ", ".join(sorted(route.methods))})
+            return handler(self, request, match.groupdict())
+        raise RouteNotFoundError(f"no such endpoint: {request.path}")
+
+    # ---------------------------------------------------------------- helpers
+
+    def _challenge(self, request: HttpRequest) -> str:
+        return 'Basic realm="Portside"'
+
+    def _principal(self, request: HttpRequest) -> Principal:
+        header = request.header("authorization")
+        if not header:
+            raise UnauthorizedError("authentication required")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise UnauthorizedError("use HTTP Basic with an API token")
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise UnauthorizedError("malformed Basic credentials") from exc
+        username, _, password = decoded.partition(":")
+        # The API token is both username and password; accept it in either field.
+        return self.auth.authenticate_secret(password or username, utcnow())
+
+    def _authorize(self, request: HttpRequest, name: str, action: Action) -> RepositoryName:
+        repo = RepositoryName.parse(name)
+        principal = self._principal(request)
+        self.auth.authorize(principal, repo, action)
+        return repo
+
+    def _base(self, request: HttpRequest) -> str:
+        return self.public_url or request.base_url
+
+    def _upload_location(self, request: HttpRequest, repo: RepositoryName, upload_id: str) -> str:
+        base = self.upload_url or self._base(request)
+        capability = self.capability.issue(upload_id, repo, utcnow())
+        return f"{base}/v2/{repo}/blobs/uploads/{upload_id}?{urlencode({'_state': capability})}"
+
+    def _authorize_upload(self, request: HttpRequest, name: str, upload_id: str) -> RepositoryName:
+        """Upload URLs carry a capability; clients that send no credentials to the upload
+        origin (docker, containerd) are authorized by it alone."""
+        state = request.query.get("_state")
+        if state is None:
+            return self._authorize(request, name, Action.PUSH)
+        repo = RepositoryName.parse(name)
+        self.capability.verify(state, upload_id, repo)
+        return repo
+
+    # ---------------------------------------------------------------- base
+
+    def ping(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        self._principal(request)
+        return _json(200, {})
+
+    # ---------------------------------------------------------------- blobs
+
+    def head_blob(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PULL)
+        record = self.service.stat_blob(repo, params["digest"])
+        return HttpResponse(
+            200,
+            {"Content-Length": str(record.size), "Docker-Content-Digest": record.digest},
+        )
+
+    def get_blob(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PULL)
+        record, url = self.service.blob_download_url(repo, params["digest"])
+        # The bytes come from S3 straight to the client; Range requests work there too.
+        return HttpResponse(
+            307,
+            {"Location": url, "Docker-Content-Digest": record.digest, "Content-Length": "0"},
+        )
+
+    def delete_blob(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.DELETE)
+        self.service.delete_blob(repo, params["digest"])
+        return HttpResponse(202, {"Content-Length": "0"})
+
+    # ---------------------------------------------------------------- uploads
+
+    def start_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PUSH)
+        mount = request.query.get("mount")
+        if mount:
+            source_name = request.query.get("from")
+            source = None
+            if source_name:
+                try:
+                    source = self._authorize(request, source_name, Action.PULL)
+                except RegistryError:
+                    source = None  # not readable by the caller: fall back to an upload
+            if source is not None or not source_name:
+                record = self.service.mount_blob(repo, mount, source)
+                if record is not None:
+                    return self._blob_created(request, repo, record.digest)
+        digest = request.query.get("digest")
+        if digest:
+            record = self.service.upload_blob(repo, digest, request.body, request.content_length)
+            return self._blob_created(request, repo, record.digest)
+        session = self.service.start_upload(repo)
+        return HttpResponse(
+            202,
+            {
+                "Location": self._upload_location(request, repo, session.upload_id),
+                "Docker-Upload-UUID": session.upload_id,
+                "Range": "0-0",
+                "Content-Length": "0",
+            },
+        )
+
+    def get_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_upload(request, params["name"], params["upload"])
+        session = self.service.get_upload(repo, params["upload"])
+        return HttpResponse(
+            204, self._progress_headers(request, repo, session.upload_id, session.offset)
+        )
+
+    def patch_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_upload(request, params["name"], params["upload"])
+        session = self.service.get_upload(repo, params["upload"])
+        try:
+            content_range = parse_content_range(request.header("content-range"))
+        except RegistryError as error:
+            error.headers.update(
+                self._progress_headers(request, repo, session.upload_id, session.offset)
+            )
+            raise
+        try:
+            session = self.service.append_upload(
+                session, request.body, request.content_length, content_range
+            )
+        except RegistryError as error:
+            if error.status == 416:
+                error.headers.update(
+                    self._progress_headers(request, repo, session.upload_id, session.offset)
+                )
+            raise
+        return HttpResponse(
+            202, self._progress_headers(request, repo, session.upload_id, session.offset)
+        )
+
+    def put_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_upload(request, params["name"], params["upload"])
+        digest = request.query.get("digest")
+        if not digest:
+            raise BlobUploadInvalidError("the digest query parameter is required")
+        session = self.service.get_upload(repo, params["upload"])
+        content_range = parse_content_range(request.header("content-range"))
+        if content_range is not None and content_range[0] != session.offset:
+            raise SizeInvalidError("final chunk does not continue the upload")
+        record = self.service.complete_upload(
+            repo, session, digest, request.body, request.content_length
+        )
+        return self._blob_created(request, repo, record.digest)
+
+    def cancel_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_upload(request, params["name"], params["upload"])
+        session = self.service.get_upload(repo, params["upload"])
+        self.service.cancel_upload(session)
+        return HttpResponse(204, {"Content-Length": "0"})
+
+    def _progress_headers(
+        self, request: HttpRequest, repo: RepositoryName, upload_id: str, offset: int
+    ) -> dict[str, str]:
+        return {
+            "Location": self._upload_location(request, repo, upload_id),
+            "Docker-Upload-UUID": upload_id,
+            "Content-Length": "0",
+            **range_header(offset),
+        }
+
+    def _blob_created(
+        self, request: HttpRequest, repo: RepositoryName, digest: str
+    ) -> HttpResponse:
+        return HttpResponse(
+            201,
+            {
+                "Location": f"{self._base(request)}/v2/{repo}/blobs/{digest}",
+                "Docker-Content-Digest": digest,
+                "Content-Length": "0",
+            },
+        )
+
+    # ---------------------------------------------------------------- manifests
+
+    def get_manifest(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PULL)
+        record = self.service.resolve_manifest(repo, params["reference"])
+        body = b"" if request.method == "HEAD" else self.service.manifest_body(repo, record)
+        return HttpResponse(
+            200,
+            {
+                "Content-Type": record.media_type,
+                "Content-Length": str(record.size),
+                "Docker-Content-Digest": record.digest,
+            },
+            body,
+        )
+
+    def put_manifest(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PUSH)
+        body = _read_limited(request, 4 * 1024 * 1024)
+        parsed = self.service.put_manifest(
+            repo, params["reference"], body, request.header("content-type")
+        )
+        headers = {
+            "Location": f"{self._base(request)}/v2/{repo}/manifests/{parsed.digest}",
+            "Docker-Content-Digest": parsed.digest,
+            "Content-Length": "0",
+        }
+        if parsed.subject is not None:
+            headers["OCI-Subject"] = parsed.subject.digest
+        return HttpResponse(201, headers)
+
+    def delete_manifest(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.DELETE)
+        self.service.delete_manifest(repo, params["reference"])
+        return HttpResponse(202, {"Content-Length": "0"})
+
+    # ---------------------------------------------------------------- discovery
+
+    def list_tags(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PULL)
+        n = _page_size(request)
+        page = self.service.list_tags(repo, n, request.query.get("last"))
+        response = _json(200, {"name": str(repo), "tags": page.items})
+        if page.more and page.items:
+            query = urlencode({"n": len(page.items), "last": page.items[-1]})
+            response.headers["Link"] = f'</v2/{repo}/tags/list?{query}>; rel="next"'
+        return response
+
+    def list_referrers(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PULL)
+        artifact_type = request.query.get("artifactType") or None
+        found = self.service.list_referrers(repo, params["digest"], artifact_type)
+        body = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [d.to_json() for d in found],
+        }
+        response = _json(200, body, content_type=OCI_INDEX)
+        if artifact_type is not None:
+            response.headers["OCI-Filters-Applied"] = "artifactType"
+        return response
+
+    def catalog(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        principal = self._principal(request)
+        registries = [
+            r.name
+            for r in self.service.store.list_registries(principal.account_id)
+            if principal.may_use_registry(r.name)
+        ]
+        page = self.service.catalog(registries, _page_size(request), request.query.get("last"))
+        response = _json(200, {"repositories": page.items})
+        if page.more and page.items:
+            query = urlencode({"n": len(page.items), "last": page.items[-1]})
+            response.headers["Link"] = f'</v2/_catalog?{query}>; rel="next"'
+        return response
+
+
+def _json(status: int, body: object, content_type: str = JSON) -> HttpResponse:
+    data = json.dumps(body).encode()
+    return HttpResponse(
+        status, {"Content-Type": content_type, "Content-Length": str(len(data))}, data
+    )
+
+
+def _page_size(request: HttpRequest) -> int | None:
+    value = request.query.get("n")
+    if value is None or value == "":
+        return None
+    if not value.isdigit():
+        raise PaginationNumberInvalidError(f"n must be a non-negative integer, not {value!r}")
+    return int(value)
+
+
+def _read_limited(request: HttpRequest, limit: int) -> bytes:
+    data = request.body.read(limit + 1)
+    if len(data) > limit:
+        raise ManifestTooBigError(f"manifest exceeds {limit} bytes")
+    return data
+
+
+_NAME = r"(?P<name>[^?#]+?)"
+_DIGEST = r"(?P<digest>[A-Za-z0-9_+.-]+:[A-Za-z0-9=_-]+)"
+ROUTES: tuple[Route, ...] = (
+    _route(r"^/v2/?$", GET=V2Api.ping, HEAD=V2Api.ping),
+    _route(r"^/v2/_catalog$", GET=V2Api.catalog),
+    _route(rf"^/v2/{_NAME}/tags/list$", GET=V2Api.list_tags),
+    _route(rf"^/v2/{_NAME}/referrers/{_DIGEST}$", GET=V2Api.list_referrers),
+    _route(
+        rf"^/v2/{_NAME}/manifests/(?P<reference>[^/]+)$",
+        GET=V2Api.get_manifest,
+        HEAD=V2Api.get_manifest,
+        PUT=V2Api.put_manifest,
+        DELETE=V2Api.delete_manifest,
+    ),
+    _route(rf"^/v2/{_NAME}/blobs/uploads/?$", POST=V2Api.start_upload),
+    _route(
+        rf"^/v2/{_NAME}/blobs/uploads/(?P<upload>[A-Za-z0-9-]+)$",
+        GET=V2Api.get_upload,
+        PATCH=V2Api.patch_upload,
+        PUT=V2Api.put_upload,
+        DELETE=V2Api.cancel_upload,
+    ),
+    _route(
+        rf"^/v2/{_NAME}/blobs/{_DIGEST}$",
+        GET=V2Api.get_blob,
+        HEAD=V2Api.head_blob,
+        DELETE=V2Api.delete_blob,
+    ),
+)
+
+__all__ = ["ROUTES", "NameUnknownError", "V2Api"]

@@ -1,0 +1,127 @@
+"""The local runtime: moto on loopback standing in for AWS, the registry served through
+the local gateway by a real WSGI server (cheroot), and the schedules AWS would fire."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cheroot import wsgi
+
+from chalicelib.registry.auth import SCOPES, hash_token, new_token_secret
+from chalicelib.registry.records import RegistryRecord, TokenRecord
+
+LOCAL_ACCOUNT = "local"
+log = logging.getLogger("portside.local")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_moto(host: str = "127.0.0.1", port: int | None = None) -> tuple[object, str]:
+    """Start moto's server in this process and point every AWS client at it."""
+    from moto.server import ThreadedMotoServer
+
+    port = port or free_port(host)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    endpoint = f"http://{host}:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)
+    return server, endpoint
+
+
+@dataclass
+class Bootstrap:
+    registry: str
+    token: str
+    created_token: bool
+
+
+def provision(registry: str | None, token: str | None) -> Bootstrap:
+    """Create the table, the bucket, a registry and an all-scopes token, idempotently."""
+    from chalicelib.adapters.dynamo_models import create_table
+    from chalicelib.wiring import v2_api
+
+    api = v2_api()
+    create_table()
+    api.service.blobs.create_bucket()  # type: ignore[attr-defined]
+    store = api.service.store
+    name = registry or "demo"
+    now = datetime.now(UTC)
+    if store.get_registry(name) is None:
+        store.put_registry(RegistryRecord(name=name, account_id=LOCAL_ACCOUNT, created_at=now))
+    created = token is None
+    secret = token or new_token_secret()
+    if store.get_token_by_hash(hash_token(secret)) is None:
+        store.put_token(
+            TokenRecord(
+                token_id="bootstrap" if not created else hash_token(secret)[:16],
+                token_hash=hash_token(secret),
+                account_id=LOCAL_ACCOUNT,
+                name="bootstrap",
+                scopes=SCOPES,
+                created_at=now,
+            )
+        )
+    return Bootstrap(name, secret, created)
+
+
+def run_schedules(stop: threading.Event, jobs: list[tuple[float, Callable[[], object]]]) -> None:
+    """Fire scheduled handlers as EventBridge would (moto does not)."""
+    next_run = [0.0 for _ in jobs]
+    clock = 0.0
+    while not stop.wait(1.0):
+        clock += 1.0
+        for i, (interval, job) in enumerate(jobs):
+            if clock >= next_run[i]:
+                next_run[i] = clock + interval
+                try:
+                    job()
+                except Exception:
+                    log.exception("scheduled job failed")
+
+
+def serve(host: str, port: int, registry: str | None, token: str | None, threads: int = 16) -> None:
+    moto_server, endpoint = start_moto(host)
+    from chalicelib.application import create_app
+    from chalicelib.events.handlers import cleanup_expired_uploads
+    from chalicelib.wiring import v2_api
+
+    from .gateway import LocalGateway
+
+    boot = provision(registry, token)
+    stop = threading.Event()
+    threading.Thread(
+        target=run_schedules, args=(stop, [(900.0, cleanup_expired_uploads)]), daemon=True
+    ).start()
+    server = wsgi.Server((host, port), LocalGateway(create_app, v2_api), numthreads=threads)
+    # Large layers stream through; do not cut slow uploads off.
+    server.timeout = 300
+    url_host = f"{host}:{port}"
+    print(f"Portside is serving on http://{url_host} (AWS stand-in: moto at {endpoint})")
+    print(f"Registry: {boot.registry}" + ("   (token created now)" if boot.created_token else ""))
+    print("Log in and push:")
+    print(f"  echo '{boot.token}' | docker login {url_host} -u '{boot.token}' --password-stdin")
+    print(f"  docker tag alpine {url_host}/{boot.registry}/alpine:latest")
+    print(f"  docker push {url_host}/{boot.registry}/alpine:latest", flush=True)
+    try:
+        server.safe_start()
+    finally:
+        stop.set()
+        moto_server.stop()  # type: ignore[attr-defined]

@@ -1,0 +1,149 @@
+"""Registry errors as data.
+
+Every failure the registry reports is a ``RegistryError`` carrying an OCI error code. The
+single table ``STATUS_BY_CODE`` maps each code to its HTTP status; ``http/errors.py`` is the
+only place that turns these into responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+# code -> (HTTP status, default message). Codes and messages follow the distribution spec.
+ERROR_TABLE: dict[str, tuple[int, str]] = {
+    "BLOB_UNKNOWN": (404, "blob unknown to registry"),
+    "BLOB_UPLOAD_INVALID": (400, "blob upload invalid"),
+    "BLOB_UPLOAD_UNKNOWN": (404, "blob upload unknown to registry"),
+    "DIGEST_INVALID": (400, "provided digest did not match uploaded content"),
+    "MANIFEST_BLOB_UNKNOWN": (400, "manifest references a manifest or blob unknown to registry"),
+    "MANIFEST_INVALID": (400, "manifest invalid"),
+    "MANIFEST_UNKNOWN": (404, "manifest unknown to registry"),
+    "NAME_INVALID": (400, "invalid repository name"),
+    "NAME_UNKNOWN": (404, "repository name not known to registry"),
+    "SIZE_INVALID": (400, "provided length did not match content length"),
+    "UNAUTHORIZED": (401, "authentication required"),
+    "DENIED": (403, "requested access to the resource is denied"),
+    "UNSUPPORTED": (405, "the operation is unsupported"),
+    "TOOMANYREQUESTS": (429, "too many requests"),
+    "RANGE_INVALID": (416, "invalid content range"),
+    "MANIFEST_TOO_BIG": (413, "manifest exceeds the maximum size"),
+    "TAG_INVALID": (400, "manifest tag did not match URI"),
+    "READ_ONLY": (405, "registry is in read-only mode"),
+    "PAYLOAD_TOO_LARGE": (413, "request body too large"),
+    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
+    "NOT_FOUND": (404, "not found"),
+    "METHOD_NOT_ALLOWED": (405, "method not allowed"),
+    "INTERNAL_ERROR": (500, "internal server error"),
+    "UNAVAILABLE": (503, "service unavailable"),
+}
+
+
+class RegistryError(Exception):
+    """A failure reported to the client with an OCI error code."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or ERROR_TABLE[self.code][1]
+        self.detail = detail
+        self.headers = headers or {}
+        super().__init__(f"{self.code}: {self.message}")
+
+    @property
+    def status(self) -> int:
+        return ERROR_TABLE[self.code][0]
+
+
+class BlobUnknownError(RegistryError):
+    code = "BLOB_UNKNOWN"
+
+
+class BlobUploadInvalidError(RegistryError):
+    code = "BLOB_UPLOAD_INVALID"
+
+
+class BlobUploadUnknownError(RegistryError):
+    code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class DigestInvalidError(RegistryError):
+    code = "DIGEST_INVALID"
+
+
+class ManifestBlobUnknownError(RegistryError):
+    code = "MANIFEST_BLOB_UNKNOWN"
+
+
+class ManifestInvalidError(RegistryError):
+    code = "MANIFEST_INVALID"
+
+
+class ManifestUnknownError(RegistryError):
+    code = "MANIFEST_UNKNOWN"
+
+
+class ManifestTooBigError(RegistryError):
+    code = "MANIFEST_TOO_BIG"
+
+
+class NameInvalidError(RegistryError):
+    code = "NAME_INVALID"
+
+
+class NameUnknownError(RegistryError):
+    code = "NAME_UNKNOWN"
+
+
+class SizeInvalidError(RegistryError):
+    code = "SIZE_INVALID"
+
+
+class TagInvalidError(RegistryError):
+    code = "TAG_INVALID"
+
+
+class UnauthorizedError(RegistryError):
+    code = "UNAUTHORIZED"
+
+
+class DeniedError(RegistryError):
+    code = "DENIED"
+
+
+class UnsupportedError(RegistryError):
+    code = "UNSUPPORTED"
+
+
+class RangeInvalidError(RegistryError):
+    code = "RANGE_INVALID"
+
+
+class ReadOnlyError(RegistryError):
+    code = "READ_ONLY"
+
+
+class PayloadTooLargeError(RegistryError):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class PaginationNumberInvalidError(RegistryError):
+    code = "PAGINATION_NUMBER_INVALID"
+
+
+class RouteNotFoundError(RegistryError):
+    code = "NOT_FOUND"
+
+
+class MethodNotAllowedError(RegistryError):
+    code = "METHOD_NOT_ALLOWED"
+
+
+class ConcurrentWriteError(RegistryError):
+    """A conditional write lost a race; the client may retry."""
+
+    code = "TOOMANYREQUESTS"

@@ -1,0 +1,94 @@
+"""Plain records the core reads and writes through its ports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class RegistryRecord:
+    name: str
+    account_id: str
+    plan: str = "professional"
+    storage_bytes: int = 0
+    repository_count: int = 0
+    read_only: bool = False
+    created_at: datetime | None = None
+
+
+@dataclass
+class TokenRecord:
+    token_id: str
+    token_hash: str
+    account_id: str
+    name: str
+    scopes: frozenset[str]
+    registries: frozenset[str] | None = None  # None: every registry of the account
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
+
+
+@dataclass
+class BlobRecord:
+    digest: str
+    size: int
+    created_at: datetime | None = None
+
+
+@dataclass
+class ManifestRecord:
+    digest: str
+    media_type: str
+    size: int
+    body: bytes | None  # None when the body lives in the blob store (large manifests)
+    blobs: list[str] = field(default_factory=list)
+    manifests: list[str] = field(default_factory=list)
+    subject: str | None = None
+    artifact_type: str | None = None
+    annotations: dict[str, str] | None = None
+    created_at: datetime | None = None
+
+
+@dataclass
+class TagRecord:
+    tag: str
+    digest: str
+    updated_at: datetime | None = None
+
+
+@dataclass
+class UploadPart:
+    number: int
+    etag: str
+    size: int
+
+
+@dataclass
+class UploadSession:
+    """A resumable blob upload.
+
+    Bytes arrive in S3 multipart parts of ``part_size`` bytes; a remainder smaller than a
+    part (S3 refuses parts under 5 MiB except the last) waits in ``tail_key`` until more
+    bytes arrive or the upload completes. ``sha256`` is known only when every byte so far
+    arrived in a single request (hash state cannot be persisted between requests); otherwise
+    the assembled object is re-read and hashed on completion.
+    """
+
+    upload_id: str
+    registry: str
+    repository: str
+    data_key: str
+    multipart_id: str | None = None
+    parts: list[UploadPart] = field(default_factory=list)
+    offset: int = 0
+    tail_key: str | None = None
+    tail_size: int = 0
+    sha256: str | None = None
+    version: int = 0
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def repo_path(self) -> str:
+        return f"{self.registry}/{self.repository}"

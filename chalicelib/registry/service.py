@@ -1,0 +1,499 @@
+"""The registry's behaviour, in the distribution spec's terms, over two ports.
+
+Consistency rules this module keeps:
+- Bytes are verified before anything refers to them: a blob becomes visible only through
+  ``MetadataStore.commit_blob``, which runs after the sha256 of the stored bytes matched.
+- Objects under ``registries/<r>/blobs/`` are content-addressed: the upload path may write
+  one (its name is the hash of its bytes) but never deletes one; only garbage collection does.
+- Upload sessions advance with a version check, so two concurrent writers cannot both move
+  the same session forward; a loser's stray S3 part fails the multipart ETag check or the
+  digest check, never reaching a committed blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import BinaryIO
+
+from .auth import utcnow
+from .digests import Digest, is_digest
+from .errors import (
+    BlobUnknownError,
+    BlobUploadInvalidError,
+    BlobUploadUnknownError,
+    DigestInvalidError,
+    ManifestBlobUnknownError,
+    ManifestUnknownError,
+    NameUnknownError,
+    RangeInvalidError,
+    SizeInvalidError,
+)
+from .manifests import Descriptor, ParsedManifest, parse_manifest
+from .names import RepositoryName, validate_tag
+from .ports import BlobStore, MetadataStore
+from .records import BlobRecord, ManifestRecord, TagRecord, UploadPart, UploadSession
+
+READ_SIZE = 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    part_size: int = 8 * 1024 * 1024
+    upload_ttl: timedelta = timedelta(hours=1)
+    presign_ttl: timedelta = timedelta(minutes=5)
+    # DynamoDB items are limited to 400 KB; bigger manifests go to the blob store.
+    manifest_inline_limit: int = 300 * 1024
+    default_page_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
+
+
+def blob_key(registry: str, digest: Digest) -> str:
+    return f"registries/{registry}/blobs/{digest.algorithm}/{digest.hex}"
+
+
+def manifest_key(registry: str, digest: Digest) -> str:
+    return f"registries/{registry}/manifests/{digest.algorithm}/{digest.hex}"
+
+
+def upload_prefix(registry: str, upload_id: str) -> str:
+    return f"registries/{registry}/uploads/{upload_id}/"
+
+
+def _is_scratch(key: str | None) -> bool:
+    return key is not None and "/uploads/" in key
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[str]
+    more: bool
+
+
+class RegistryService:
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        settings: ServiceSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.settings = settings or ServiceSettings()
+        self._clock = clock
+
+    # ------------------------------------------------------------------ blobs (pull)
+
+    def stat_blob(self, repo: RepositoryName, digest: str) -> BlobRecord:
+        parsed = Digest.parse(digest)
+        record = self.store.get_blob_link(repo, str(parsed))
+        if record is None:
+            raise BlobUnknownError(detail={"digest": digest})
+        return record
+
+    def blob_download_url(self, repo: RepositoryName, digest: str) -> tuple[BlobRecord, str]:
+        record = self.stat_blob(repo, digest)
+        key = blob_key(repo.registry, Digest.parse(digest))
+        url = self.blobs.presign_get(key, int(self.settings.presign_ttl.total_seconds()))
+        return record, url
+
+    def delete_blob(self, repo: RepositoryName, digest: str) -> None:
+        parsed = Digest.parse(digest)
+        if not self.store.unlink_blob(repo, str(parsed)):
+            raise BlobUnknownError(detail={"digest": digest})
+
+    # ------------------------------------------------------------------ blobs (push)
+
+    def start_upload(self, repo: RepositoryName) -> UploadSession:
+        now = self._clock()
+        upload_id = str(uuid.uuid4())
+        session = UploadSession(
+            upload_id=upload_id,
+            registry=repo.registry,
+            repository=repo.repository,
+            data_key=upload_prefix(repo.registry, upload_id) + "data",
+            created_at=now,
+            expires_at=now + self.settings.upload_ttl,
+        )
+        self.store.put_upload(session)
+        return session
+
+    def get_upload(self, repo: RepositoryName, upload_id: str) -> UploadSession:
+        session = self.store.get_upload(upload_id)
+        if (
+            session is None
+            or session.repo_path != str(repo)
+            or (session.expires_at is not None and session.expires_at <= self._clock())
+        ):
+            raise BlobUploadUnknownError(detail={"upload": upload_id})
+        return session
+
+    def append_upload(
+        self,
+        session: UploadSession,
+        body: BinaryIO,
+        content_length: int | None,
+        content_range: tuple[int, int] | None,
+    ) -> UploadSession:
+        """PATCH: add bytes at the session's current offset."""
+        if content_range is not None:
+            start, end = content_range
+            if start != session.offset:
+                raise RangeInvalidError(
+                    f"chunk starts at {start} but the upload has {session.offset} bytes",
+                    headers=range_header(session.offset),
+                )
+            if content_length is not None and end - start + 1 != content_length:
+                raise RangeInvalidError("Content-Range does not match Content-Length")
+        advanced = self._receive(session, body, content_length)
+        advanced.expires_at = self._clock() + self.settings.upload_ttl
+        try:
+            self.store.update_upload(advanced)
+        except Exception:
+            self._discard_new_tail(session, advanced)
+            raise
+        return advanced
+
+    def complete_upload(
+        self,
+        repo: RepositoryName,
+        session: UploadSession,
+        digest: str,
+        body: BinaryIO | None,
+        content_length: int | None,
+        persisted: bool = True,
+    ) -> BlobRecord:
+        """PUT ?digest=: take an optional last chunk, verify, and commit the blob."""
+        expected = Digest.parse(digest)
+        if body is not None and content_length != 0:
+            session = self._receive(session, body, content_length)
+        try:
+            self._store_verified(repo, session, expected)
+        except DigestInvalidError:
+            self._discard(session, persisted)
+            raise
+        self.store.commit_blob(repo, str(expected), session.offset, self._clock())
+        self._discard(session, persisted, keep_data=True)
+        return BlobRecord(str(expected), session.offset)
+
+    def upload_blob(
+        self, repo: RepositoryName, digest: str, body: BinaryIO, content_length: int | None
+    ) -> BlobRecord:
+        """Monolithic ``POST ?digest=``: the same path as a session that is never saved."""
+        Digest.parse(digest)
+        now = self._clock()
+        upload_id = str(uuid.uuid4())
+        session = UploadSession(
+            upload_id=upload_id,
+            registry=repo.registry,
+            repository=repo.repository,
+            data_key=upload_prefix(repo.registry, upload_id) + "data",
+            created_at=now,
+            expires_at=now + self.settings.upload_ttl,
+        )
+        return self.complete_upload(repo, session, digest, body, content_length, persisted=False)
+
+    def cancel_upload(self, session: UploadSession) -> None:
+        self._discard(session, persisted=True)
+
+    def mount_blob(
+        self, repo: RepositoryName, digest: str, source: RepositoryName | None
+    ) -> BlobRecord | None:
+        """Link an existing blob of the same registry into ``repo``; None if not possible.
+
+        Blobs are stored per registry, so only a source in the same registry can be mounted.
+        Without ``source`` the blob must already belong to the registry: the caller holds a
+        token for this registry, so it could pull the blob from wherever it is linked.
+        """
+        parsed = str(Digest.parse(digest))
+        if source is not None:
+            if source.registry != repo.registry:
+                return None
+            record = self.store.get_blob_link(source, parsed)
+        else:
+            record = self.store.get_registry_blob(repo.registry, parsed)
+        if record is None:
+            return None
+        self.store.commit_blob(repo, parsed, record.size, self._clock())
+        return record
+
+    def _receive(
+        self, session: UploadSession, body: BinaryIO, content_length: int | None
+    ) -> UploadSession:
+        """Stream ``body`` into S3 parts with memory bounded by one part.
+
+        Returns the advanced session without saving it. Nothing it writes is visible: parts
+        belong to an incomplete multipart upload, tails live under the session's scratch
+        prefix at a key naming their offset (so a failed request never changes what the
+        saved session points at), and a small single-request blob may be written under its
+        own content address.
+        """
+        part_size = self.settings.part_size
+        buffer = bytearray()
+        if session.tail_size and session.tail_key:
+            buffer += self.blobs.get_object(session.tail_key)
+            if len(buffer) != session.tail_size:
+                raise BlobUploadInvalidError("upload state is inconsistent; restart the upload")
+        hasher = hashlib.sha256() if session.offset == 0 else None
+        parts = list(session.parts)
+        multipart_id = session.multipart_id
+        received = 0
+        while True:
+            chunk = body.read(READ_SIZE)
+            if not chunk:
+                break
+            received += len(chunk)
+            if content_length is not None and received > content_length:
+                raise SizeInvalidError("body is longer than Content-Length")
+            if hasher is not None:
+                hasher.update(chunk)
+            buffer += chunk
+            while len(buffer) >= part_size:
+                if multipart_id is None:
+                    multipart_id = self.blobs.create_multipart(session.data_key)
+                number = len(parts) + 1
+                etag = self.blobs.upload_part(
+                    session.data_key, multipart_id, number, bytes(buffer[:part_size])
+                )
+                parts.append(UploadPart(number, etag, part_size))
+                del buffer[:part_size]
+        if content_length is not None and received != content_length:
+            raise BlobUploadInvalidError(
+                f"received {received} bytes but Content-Length was {content_length}"
+            )
+        offset = session.offset + received
+        sha256 = hasher.hexdigest() if hasher is not None else None
+        tail_key: str | None = None
+        if buffer:
+            if multipart_id is None and sha256 is not None:
+                # The whole blob arrived in this request and is smaller than a part: store it
+                # under its content address now, so completing the upload needs no copy.
+                tail_key = blob_key(session.registry, Digest("sha256", sha256))
+            else:
+                tail_key = f"{upload_prefix(session.registry, session.upload_id)}tail-{offset}"
+            self.blobs.put_object(tail_key, bytes(buffer))
+        return replace(
+            session,
+            multipart_id=multipart_id,
+            parts=parts,
+            offset=offset,
+            tail_key=tail_key,
+            tail_size=len(buffer),
+            sha256=sha256,
+        )
+
+    def _store_verified(
+        self, repo: RepositoryName, session: UploadSession, expected: Digest
+    ) -> None:
+        """Put the session's bytes at the blob's content address if they hash to ``expected``."""
+        final_key = blob_key(repo.registry, expected)
+        if session.multipart_id is None:
+            data = self.blobs.get_object(session.tail_key) if session.tail_key else b""
+            if session.sha256 is not None and session.tail_key == final_key:
+                actual = session.sha256
+            else:
+                actual = hashlib.sha256(data).hexdigest()
+            if actual != expected.hex:
+                raise DigestInvalidError(
+                    f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
+                )
+            if session.tail_key != final_key:
+                self.blobs.put_object(final_key, data)
+            return
+        parts = [(p.number, p.etag) for p in session.parts]
+        if session.tail_size and session.tail_key:
+            number = len(parts) + 1
+            etag = self.blobs.upload_part(
+                session.data_key,
+                session.multipart_id,
+                number,
+                self.blobs.get_object(session.tail_key),
+            )
+            parts.append((number, etag))
+        self.blobs.complete_multipart(session.data_key, session.multipart_id, parts)
+        actual = session.sha256
+        if actual is None:
+            hasher = hashlib.sha256()
+            for chunk in self.blobs.iter_object(session.data_key):
+                hasher.update(chunk)
+            actual = hasher.hexdigest()
+        if actual != expected.hex:
+            self.blobs.delete_object(session.data_key)
+            raise DigestInvalidError(
+                f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
+            )
+        if self.store.get_registry_blob(repo.registry, str(expected)) is None:
+            self.blobs.copy_object(session.data_key, final_key)
+        self.blobs.delete_object(session.data_key)
+
+    def _discard(self, session: UploadSession, persisted: bool, keep_data: bool = False) -> None:
+        if not keep_data and session.multipart_id is not None:
+            self.blobs.abort_multipart(session.data_key, session.multipart_id)
+        if _is_scratch(session.tail_key) and session.tail_key:
+            self.blobs.delete_object(session.tail_key)
+        if persisted:
+            self.store.delete_upload(session.upload_id)
+
+    def _discard_new_tail(self, old: UploadSession, new: UploadSession) -> None:
+        if new.tail_key != old.tail_key and _is_scratch(new.tail_key) and new.tail_key:
+            self.blobs.delete_object(new.tail_key)
+
+    def cleanup_expired_uploads(self, limit: int = 100) -> int:
+        """Abort the multipart uploads and scratch objects of expired sessions."""
+        count = 0
+        for session in self.store.list_expired_uploads(self._clock(), limit):
+            try:
+                if session.multipart_id is not None:
+                    self.blobs.abort_multipart(session.data_key, session.multipart_id)
+            finally:
+                if _is_scratch(session.tail_key) and session.tail_key:
+                    self.blobs.delete_object(session.tail_key)
+                self.store.delete_upload(session.upload_id)
+            count += 1
+        return count
+
+    # ------------------------------------------------------------------ manifests
+
+    def resolve_manifest(self, repo: RepositoryName, reference: str) -> ManifestRecord:
+        if is_digest(reference):
+            digest = str(Digest.parse(reference))
+        else:
+            tag = self.store.get_tag(repo, validate_tag(reference))
+            if tag is None:
+                raise ManifestUnknownError(detail={"tag": reference})
+            digest = tag.digest
+        record = self.store.get_manifest(repo, digest)
+        if record is None:
+            raise ManifestUnknownError(detail={"digest": digest})
+        return record
+
+    def manifest_body(self, repo: RepositoryName, record: ManifestRecord) -> bytes:
+        if record.body is not None:
+            return record.body
+        return self.blobs.get_object(manifest_key(repo.registry, Digest.parse(record.digest)))
+
+    def put_manifest(
+        self, repo: RepositoryName, reference: str, body: bytes, content_type: str | None
+    ) -> ParsedManifest:
+        tag: str | None = None
+        if is_digest(reference):
+            wanted = Digest.parse(reference)
+        else:
+            tag = validate_tag(reference)
+        parsed = parse_manifest(body, content_type)
+        if tag is None and parsed.digest != str(wanted):
+            raise DigestInvalidError(
+                f"manifest hashes to {parsed.digest}", detail={"digest": reference}
+            )
+        refs = self.store.check_references(
+            repo, parsed.required_blob_digests, parsed.child_manifest_digests
+        )
+        if refs.missing_blobs or refs.missing_manifests:
+            raise ManifestBlobUnknownError(
+                detail={"blobs": refs.missing_blobs, "manifests": refs.missing_manifests}
+            )
+        inline = len(body) <= self.settings.manifest_inline_limit
+        if not inline:
+            self.blobs.put_object(manifest_key(repo.registry, Digest.parse(parsed.digest)), body)
+        record = ManifestRecord(
+            digest=parsed.digest,
+            media_type=parsed.media_type,
+            size=parsed.size,
+            body=body if inline else None,
+            blobs=parsed.required_blob_digests,
+            manifests=parsed.child_manifest_digests,
+            subject=parsed.subject.digest if parsed.subject else None,
+            artifact_type=parsed.artifact_type,
+            annotations=parsed.annotations,
+            created_at=self._clock(),
+        )
+        self.store.put_manifest(
+            repo, record, tag, create_repository=not refs.repository_exists, now=self._clock()
+        )
+        return parsed
+
+    def delete_manifest(self, repo: RepositoryName, reference: str) -> None:
+        if is_digest(reference):
+            digest = str(Digest.parse(reference))
+            if not self.store.delete_manifest(repo, digest):
+                raise ManifestUnknownError(detail={"digest": digest})
+        elif not self.store.delete_tag(repo, validate_tag(reference)):
+            raise ManifestUnknownError(detail={"tag": reference})
+
+    # ------------------------------------------------------------------ discovery
+
+    def list_tags(self, repo: RepositoryName, n: int | None, last: str | None) -> Page:
+        if not self.store.repository_exists(repo):
+            raise NameUnknownError(detail={"name": str(repo)})
+        limit = self.settings.default_page_size if n is None else min(n, 10000)
+        if limit <= 0:
+            return Page([], False)
+        tags: list[TagRecord] = self.store.list_tags(repo, last, limit + 1)
+        return Page([t.tag for t in tags[:limit]], len(tags) > limit)
+
+    def list_referrers(
+        self, repo: RepositoryName, subject: str, artifact_type: str | None
+    ) -> list[Descriptor]:
+        digest = str(Digest.parse(subject))
+        found = []
+        for record in self.store.list_referrers(repo, digest):
+            if artifact_type is not None and record.artifact_type != artifact_type:
+                continue
+            found.append(
+                Descriptor(
+                    record.media_type,
+                    record.digest,
+                    record.size,
+                    record.artifact_type,
+                    record.annotations,
+                )
+            )
+        return found
+
+    def catalog(self, registries: list[str], n: int | None, last: str | None) -> Page:
+        """Repositories of ``registries`` in lexical order of their full names."""
+        limit = self.settings.default_page_size if n is None else min(n, 10000)
+        if limit <= 0:
+            return Page([], False)
+        names: list[str] = []
+        # Sorting by "<registry>/" keeps full names in lexical order: "a-b/x" < "a/x".
+        for registry in sorted(registries, key=lambda r: r + "/"):
+            prefix = registry + "/"
+            after: str | None = None
+            if last is not None:
+                if last.startswith(prefix):
+                    after = last[len(prefix) :]
+                elif not (prefix.startswith(last) or prefix > last):
+                    continue  # every name in this registry sorts before ``last``
+            for repo in self.store.list_repositories(registry, after, limit + 1 - len(names)):
+                names.append(prefix + repo)
+            if len(names) > limit:
+                break
+        return Page(names[:limit], len(names) > limit)
+
+
+def range_header(offset: int) -> dict[str, str]:
+    # The spec's Range is inclusive; an empty upload reports "0-0" as registries do.
+    return {"Range": f"0-{max(offset - 1, 0)}"}
+
+
+def parse_content_range(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    text = value.strip()
+    for prefix in ("bytes=", "bytes "):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    start_s, sep, end_s = text.partition("-")
+    end_s = end_s.split("/")[0]
+    if not sep or not start_s.isdigit() or not end_s.isdigit() or int(end_s) < int(start_s):
+        raise RangeInvalidError(f"invalid Content-Range {value!r}")
+    return int(start_s), int(end_s)

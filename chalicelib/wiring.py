@@ -1,0 +1,40 @@
+"""Builds the object graph once per process (per warm Lambda container)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .adapters.dynamo import DynamoMetadataStore
+from .adapters.dynamo_models import bind_table
+from .adapters.s3 import S3BlobStore, s3_client
+from .config import Settings, settings
+from .http.v2 import V2Api
+from .registry.auth import Authenticator, UploadCapability
+from .registry.service import RegistryService, ServiceSettings
+
+
+def build_v2_api(config: Settings) -> V2Api:
+    bind_table(config.table_name, config.region)
+    store = DynamoMetadataStore()
+    blobs = S3BlobStore(config.bucket, s3_client(config.aws_endpoint_url, config.region))
+    service = RegistryService(
+        store,
+        blobs,
+        ServiceSettings(
+            part_size=config.part_size,
+            upload_ttl=config.upload_ttl,
+            presign_ttl=config.presign_ttl,
+        ),
+    )
+    return V2Api(
+        service,
+        Authenticator(store),
+        UploadCapability(config.signing_key, config.upload_ttl),
+        public_url=config.public_url,
+        upload_url=config.upload_url,
+    )
+
+
+@lru_cache(maxsize=1)
+def v2_api() -> V2Api:
+    return build_v2_api(settings())

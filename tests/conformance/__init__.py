@@ -1,0 +1,1 @@
+"""OCI distribution-spec v1.1 conformance suite for Portside (and reference registries)."""
