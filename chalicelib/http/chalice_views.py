@@ -59,11 +59,13 @@ def v2_blueprint(api: Callable[[], V2Api]) -> Blueprint:
     def handle() -> Response:
         return to_chalice_response(api().handle(to_http_request(bp.current_request)))
 
-    @bp.route("/v2", methods=METHODS)
+    # Clients send manifests, blobs and forms under many media types; the dispatcher
+    # validates bodies itself, so Chalice must not refuse any Content-Type.
+    @bp.route("/v2", methods=METHODS, content_types=["*/*"])
     def v2_root() -> Response:
         return handle()
 
-    @bp.route("/v2/{proxy+}", methods=METHODS)
+    @bp.route("/v2/{proxy+}", methods=METHODS, content_types=["*/*"])
     def v2_proxy() -> Response:
         return handle()
 

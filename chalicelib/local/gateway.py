@@ -100,6 +100,8 @@ class LocalGateway:
         if not path.startswith("/v2"):
             payload = b'{"message":"Missing Authentication Token"}'
             return self._reply(start_response, 403, {"Content-Type": "application/json"}, payload)
+        # API Gateway tells the Lambda how the client connected.
+        headers.setdefault("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
         event = _proxy_event(method, path, pairs, headers, body)
         result = self._app()(event, LambdaContext(aws_request_id=event["requestContext"]["requestId"]))
         out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}

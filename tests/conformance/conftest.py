@@ -39,9 +39,12 @@ def target() -> Iterator[Target]:
         raise pytest.UsageError(
             f"PORTSIDE_CONFORMANCE_TARGET={name!r}: expected one of {sorted(TARGETS)}"
         )
-    with tempfile.TemporaryDirectory(prefix=f"conformance-{name}-") as tmp:
-        with TARGETS[name](Path(tmp)) as running:
-            yield adjust_capabilities(running, os.environ.get("PORTSIDE_CONFORMANCE_CAPABILITIES"))
+    adjustments = os.environ.get("PORTSIDE_CONFORMANCE_CAPABILITIES")
+    with (
+        tempfile.TemporaryDirectory(prefix=f"conformance-{name}-") as tmp,
+        TARGETS[name](Path(tmp)) as running,
+    ):
+        yield adjust_capabilities(running, adjustments)
 
 
 def adjust_capabilities(running: Target, spec: str | None) -> Target:

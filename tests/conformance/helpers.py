@@ -34,9 +34,7 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
-ACCEPT_MANIFESTS = ", ".join(
-    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST]
-)
+ACCEPT_MANIFESTS = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST])
 
 EMPTY_BLOB = b"{}"
 EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
@@ -221,7 +219,7 @@ def parse_link_next(response: requests.Response) -> str | None:
     if not header:
         return None
     for part in header.split(","):
-        match = re.match(r'\s*<([^>]*)>\s*;(.*)$', part)
+        match = re.match(r"\s*<([^>]*)>\s*;(.*)$", part)
         if match and re.search(r'rel="?next"?', match.group(2)):
             return urljoin(response.url, match.group(1))
     return None
@@ -448,12 +446,13 @@ class RegistryClient:
     def push_docker_image(self, repo: str, reference: str | None = None) -> Pushed:
         return self.push_doc(repo, reference, self.docker_image_doc(repo))
 
-    def index_doc(
-        self, children: Iterable[Pushed], media_type: str = OCI_INDEX
-    ) -> dict[str, Any]:
+    def index_doc(self, children: Iterable[Pushed], media_type: str = OCI_INDEX) -> dict[str, Any]:
         manifests = []
         for i, child in enumerate(children):
-            platform = {"architecture": ["amd64", "arm64", "s390x", "ppc64le"][i % 4], "os": "linux"}
+            platform = {
+                "architecture": ["amd64", "arm64", "s390x", "ppc64le"][i % 4],
+                "os": "linux",
+            }
             manifests.append(child.descriptor(platform=platform))
         return {"schemaVersion": 2, "mediaType": media_type, "manifests": manifests}
 

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -100,7 +101,14 @@ class Target:
 
 @contextlib.contextmanager
 def portside_target(workdir: Path) -> Iterator[Target]:
-    from tests.support.server import start_registry  # written alongside Portside itself
+    try:
+        from tests.support.server import start_registry  # written alongside Portside itself
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tests", "tests.support"):
+            raise
+        # Plain `pytest` (unlike `python -m pytest`) may not put the repository root on sys.path.
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from tests.support.server import start_registry
 
     with start_registry(workdir) as running:
         yield Target(

@@ -13,7 +13,9 @@ from .targets import SCOPED_TOKENS, TENANT_NAMESPACES, Target
 REFUSED = (401, 403)
 
 
-def scoped_client(target: Target, scopes: list[str], registries: list[str] | None) -> RegistryClient:
+def scoped_client(
+    target: Target, scopes: list[str], registries: list[str] | None
+) -> RegistryClient:
     assert target.create_token is not None
     token = target.create_token(scopes, registries)
     return RegistryClient(target.url, (token, token))
@@ -71,8 +73,9 @@ def test_push_token_can_push_into_its_registry(target: Target) -> None:
 def _refusal_signature(resp: requests.Response) -> tuple[int, tuple[str, ...]]:
     assert resp.status_code in (401, 403, 404), resp.text
     assert resp.content, "refusal must carry a JSON error body"
-    assert_error(resp, resp.status_code, "DENIED", "UNAUTHORIZED", "NAME_UNKNOWN",
-                 "MANIFEST_UNKNOWN")
+    assert_error(
+        resp, resp.status_code, "DENIED", "UNAUTHORIZED", "NAME_UNKNOWN", "MANIFEST_UNKNOWN"
+    )
     return resp.status_code, tuple(sorted(error_codes(resp)))
 
 
@@ -93,8 +96,9 @@ def test_token_for_another_registry_cannot_read_and_learns_nothing_about_existen
         assert _refusal_signature(existing) == _refusal_signature(absent), (
             "an outsider must not be able to tell an existing repository from a missing one"
         )
-    assert_error(outsider.start_upload(repo), (401, 403, 404), "DENIED", "UNAUTHORIZED",
-                 "NAME_UNKNOWN")
+    assert_error(
+        outsider.start_upload(repo), (401, 403, 404), "DENIED", "UNAUTHORIZED", "NAME_UNKNOWN"
+    )
 
 
 @pytest.mark.requires(SCOPED_TOKENS)
@@ -106,6 +110,5 @@ def test_token_for_another_registry_cannot_read_blobs(
     outsider = scoped_client(target, ["pull"], [new_registry(target)])
     resp = outsider.get(outsider.blob_path(repo, config_digest))
     assert resp.status_code in (401, 403, 404), resp.status_code
-    assert_error(resp, resp.status_code, "DENIED", "UNAUTHORIZED", "NAME_UNKNOWN",
-                 "BLOB_UNKNOWN")
+    assert_error(resp, resp.status_code, "DENIED", "UNAUTHORIZED", "NAME_UNKNOWN", "BLOB_UNKNOWN")
     assert image.digest  # the content really exists for the owner

@@ -46,7 +46,9 @@ def test_each_spec_error_is_a_well_formed_error_document(
         assert resp.headers.get("Content-Type", "").startswith("application/json")
 
 
-def _response(status: int, body: bytes, content_type: str = "application/json") -> requests.Response:
+def _response(
+    status: int, body: bytes, content_type: str = "application/json"
+) -> requests.Response:
     resp = requests.Response()
     resp.status_code = status
     resp._content = body

@@ -88,9 +88,7 @@ def test_manifest_put_then_get_and_head_return_exact_bytes(
     assert resp.status_code == 201, resp.text
     assert resp.headers.get("Docker-Content-Digest") == digest
     location = resolve_location(resp)
-    assert_manifest_response(
-        client.get(location, headers={"Accept": media_type}), body, media_type
-    )
+    assert_manifest_response(client.get(location, headers={"Accept": media_type}), body, media_type)
     for ref in {reference, digest}:
         assert_manifest_response(client.get_manifest(repo, ref), body, media_type)
         assert_manifest_response(
@@ -211,9 +209,7 @@ def test_manifest_put_with_malformed_tag_is_refused(
         assert tag not in (tags.json().get("tags") or [])
 
 
-def test_manifest_put_with_longest_valid_tag_is_accepted(
-    client: RegistryClient, repo: str
-) -> None:
+def test_manifest_put_with_longest_valid_tag_is_accepted(client: RegistryClient, repo: str) -> None:
     tag = "A_" + "b" * 125 + "9"  # 128 characters: the maximum
     pushed = client.push_oci_image(repo, tag)
     assert client.get_manifest(repo, tag).content == pushed.body

@@ -45,13 +45,12 @@ def test_post_opens_upload_session_with_location_uuid_and_range(
 
 
 @pytest.mark.requires(SINGLE_POST_UPLOAD)
-def test_single_post_with_digest_and_body_creates_blob(
-    client: RegistryClient, repo: str
-) -> None:
+def test_single_post_with_digest_and_body_creates_blob(client: RegistryClient, repo: str) -> None:
     data = random_bytes(4096)
     digest = sha256_digest(data)
-    resp = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=data,
-                       headers=OCTET)
+    resp = client.post(
+        f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=data, headers=OCTET
+    )
     assert_created_blob(resp.status_code, dict(resp.headers), digest)
     assert_blob_content(client, repo, data)
 
@@ -61,8 +60,9 @@ def test_single_post_with_digest_creates_blob_or_falls_back_to_upload_session(
 ) -> None:
     data = random_bytes(4096)
     digest = sha256_digest(data)
-    resp = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=data,
-                       headers=OCTET)
+    resp = client.post(
+        f"/v2/{repo}/blobs/uploads/", params={"digest": digest}, data=data, headers=OCTET
+    )
     assert resp.status_code in (201, 202), resp.text
     if resp.status_code == 202:  # allowed fallback: the client continues with POST-then-PUT
         resp = client.finish_upload(resolve_location(resp), digest, data)
@@ -176,9 +176,7 @@ def test_out_of_order_patch_answers_416_and_keeps_the_session(
 
 
 @pytest.mark.requires(ORDERED_CHUNKS)
-def test_patch_restarting_at_zero_after_data_answers_416(
-    client: RegistryClient, repo: str
-) -> None:
+def test_patch_restarting_at_zero_after_data_answers_416(client: RegistryClient, repo: str) -> None:
     resp = client.patch(
         client.new_upload(repo), data=b"a" * 10, headers={**OCTET, "Content-Range": "0-9"}
     )

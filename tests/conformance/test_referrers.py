@@ -57,7 +57,7 @@ def test_referrers_lists_manifests_whose_subject_is_the_digest(
     listed = by_digest(index_of(get_referrers(client, repo, subject.digest)))
     assert set(listed) == {sbom.digest, signature.digest}
     assert unrelated.digest not in listed
-    for pushed, kind, annotations in (
+    for pushed, kind, expected_annotations in (
         (sbom, SBOM, {"org.example.format": "spdx"}),
         (signature, SIGNATURE, {"org.example.key": "k1"}),
     ):
@@ -65,7 +65,7 @@ def test_referrers_lists_manifests_whose_subject_is_the_digest(
         assert entry["mediaType"] == pushed.media_type
         assert entry["size"] == pushed.size
         assert entry["artifactType"] == kind
-        assert entry.get("annotations") == annotations
+        assert entry.get("annotations") == expected_annotations
 
 
 def test_referrer_image_without_artifact_type_is_listed_with_its_config_media_type(

@@ -29,9 +29,7 @@ def list_tags(client: RegistryClient, repo: str, **params: str) -> requests.Resp
     return resp
 
 
-def test_tags_list_names_the_repository_and_all_its_tags(
-    client: RegistryClient, repo: str
-) -> None:
+def test_tags_list_names_the_repository_and_all_its_tags(client: RegistryClient, repo: str) -> None:
     tag_repo(client, repo, TAGS)
     doc = list_tags(client, repo).json()
     assert doc["name"] == repo
@@ -81,9 +79,10 @@ def test_tags_list_last_continues_after_the_given_tag(client: RegistryClient, re
     ordered = sorted(TAGS)
     assert list_tags(client, repo, n="2", last="beta.2").json()["tags"] == ordered[3:5]
     # Without n, everything after `last` is returned.
-    assert list_tags(client, repo, last="v1.0.0").json()["tags"] == ordered[
-        ordered.index("v1.0.0") + 1 :
-    ]
+    assert (
+        list_tags(client, repo, last="v1.0.0").json()["tags"]
+        == ordered[ordered.index("v1.0.0") + 1 :]
+    )
     # `last` need not be an existing tag: it is a position in the order.
     assert list_tags(client, repo, last="m").json()["tags"] == [t for t in ordered if t > "m"]
 

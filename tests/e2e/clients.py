@@ -230,3 +230,34 @@ class RegistryApi:
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
         assert ctype == "application/vnd.oci.image.index.v1+json", ctype
         return resp.json()
+
+    def push_monolithic(
+        self, repository: str, ref: str, manifest: bytes, media_type: str, blobs: list[bytes]
+    ) -> str:
+        """Upload blobs (POST, then one PUT each) and a manifest: the simplest pushing client."""
+        base = f"{self.target.url}/v2/{self.target.name(repository)}"
+        for data in blobs:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            resp = self.session.post(f"{base}/blobs/uploads/", timeout=60)
+            assert resp.status_code == 202, (resp.status_code, resp.text)
+            location = resp.headers["Location"]
+            if location.startswith("/"):
+                location = self.target.url + location
+            sep = "&" if "?" in location else "?"
+            resp = self.session.put(
+                f"{location}{sep}digest={digest}",
+                data=data,
+                headers={"Content-Type": "application/octet-stream"},
+                timeout=120,
+            )
+            assert resp.status_code == 201, (resp.status_code, resp.text)
+        resp = self.session.put(
+            f"{base}/manifests/{ref}",
+            data=manifest,
+            headers={"Content-Type": media_type},
+            timeout=60,
+        )
+        assert resp.status_code == 201, (resp.status_code, resp.text)
+        digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+        assert resp.headers.get("Docker-Content-Digest") == digest
+        return digest
