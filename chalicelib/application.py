@@ -3,7 +3,7 @@ once per server thread, because Chalice keeps the current request on the app obj
 
 from __future__ import annotations
 
-from chalice import Chalice
+from chalice.app import Chalice
 
 from .events.handlers import events_blueprint
 from .http.chalice_views import BINARY_TYPES, v2_blueprint

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import (
@@ -14,6 +15,7 @@ from pynamodb.exceptions import (
     TransactWriteError,
     UpdateError,
 )
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.registry.errors import BlobUploadInvalidError, ConcurrentWriteError
@@ -110,7 +112,8 @@ class DynamoMetadataStore:
 
     def list_registries(self, account_id: str) -> list[RegistryRecord]:
         out = []
-        for item in RegistryItem.gsi1.query(f"ACCOUNT#{account_id}"):
+        for found in RegistryItem.gsi1.query(f"ACCOUNT#{account_id}"):
+            item = cast(RegistryItem, found)
             name = item.pk.removeprefix("REG#")
             out.append(RegistryRecord(name=name, account_id=item.account_id, plan=item.plan))
         return out
@@ -192,30 +195,33 @@ class DynamoMetadataStore:
             found = {(i.pk, i.sk) for i in Item.batch_get(keys)}
             blob_exists = keys[0] in found
             repo_exists = keys[1] in found
-            tx = self._transaction()
-            if blob_exists:
-                tx.condition_check(Item, keys[0][0], keys[0][1], condition=Item.pk.exists())
-            else:
-                tx.save(
-                    RegistryBlobItem(keys[0][0], keys[0][1], size=size, created_at=now),
-                    condition=Item.pk.does_not_exist(),
-                )
-            counters = [] if blob_exists else [RegistryItem.storage_bytes.add(size)]
-            if not repo_exists:
-                tx.save(
-                    RepositoryItem(keys[1][0], keys[1][1], created_at=now),
-                    condition=Item.pk.does_not_exist(),
-                )
-                counters.append(RegistryItem.repository_count.add(1))
-            if counters:
-                tx.update(
-                    RegistryItem(reg_pk(repo.registry), META),
-                    actions=counters,
-                    condition=RegistryItem.pk.exists(),
-                )
-            tx.save(BlobLinkItem(repo_pk(repo), f"LINK#{digest}", size=size, created_at=now))
             try:
-                tx._commit()
+                with self._transaction() as tx:
+                    if blob_exists:
+                        tx.condition_check(Item, keys[0][0], keys[0][1], condition=Item.pk.exists())
+                    else:
+                        tx.save(
+                            RegistryBlobItem(keys[0][0], keys[0][1], size=size, created_at=now),
+                            condition=Item.pk.does_not_exist(),
+                        )
+                    counters: list[Action] = (
+                        [] if blob_exists else [RegistryItem.storage_bytes.add(size)]
+                    )
+                    if not repo_exists:
+                        tx.save(
+                            RepositoryItem(keys[1][0], keys[1][1], created_at=now),
+                            condition=Item.pk.does_not_exist(),
+                        )
+                        counters.append(RegistryItem.repository_count.add(1))
+                    if counters:
+                        tx.update(
+                            RegistryItem(reg_pk(repo.registry), META),
+                            actions=counters,
+                            condition=RegistryItem.pk.exists(),
+                        )
+                    tx.save(
+                        BlobLinkItem(repo_pk(repo), f"LINK#{digest}", size=size, created_at=now)
+                    )
             except TransactWriteError as exc:
                 if _is_transaction_conflict(exc):
                     continue
@@ -275,61 +281,60 @@ class DynamoMetadataStore:
         for attempt in range(RETRIES):
             if attempt:
                 create_repository = not self.repository_exists(repo)
-            tx = self._transaction()
-            tx.save(
-                ManifestItem(
-                    repo_pk(repo),
-                    f"MANIFEST#{record.digest}",
-                    gsi1pk=f"MANIFESTS#{repo.registry}",
-                    gsi1sk=f"{repo.repository}@{record.digest}",
-                    media_type=record.media_type,
-                    size=record.size,
-                    body=record.body,
-                    blobs=record.blobs or None,
-                    manifests=record.manifests or None,
-                    subject=record.subject,
-                    artifact_type=record.artifact_type,
-                    annotations=record.annotations,
-                    created_at=record.created_at,
-                )
-            )
-            if tag is not None:
-                tx.save(
-                    TagItem(
-                        repo_pk(repo),
-                        f"TAG#{tag}",
-                        gsi1pk=f"TAGS#{repo.registry}",
-                        gsi1sk=f"{repo.repository}:{tag}",
-                        digest=record.digest,
-                        updated_at=now,
-                    )
-                )
-            if record.subject is not None:
-                tx.save(
-                    ReferrerItem(
-                        repo_pk(repo),
-                        f"REFERRER#{record.subject}#{record.digest}",
-                        digest=record.digest,
-                        media_type=record.media_type,
-                        size=record.size,
-                        artifact_type=record.artifact_type,
-                        annotations=record.annotations,
-                    )
-                )
-            if create_repository:
-                tx.save(
-                    RepositoryItem(
-                        reg_pk(repo.registry), f"REPO#{repo.repository}", created_at=now
-                    ),
-                    condition=Item.pk.does_not_exist(),
-                )
-                tx.update(
-                    RegistryItem(reg_pk(repo.registry), META),
-                    actions=[RegistryItem.repository_count.add(1)],
-                    condition=RegistryItem.pk.exists(),
-                )
             try:
-                tx._commit()
+                with self._transaction() as tx:
+                    tx.save(
+                        ManifestItem(
+                            repo_pk(repo),
+                            f"MANIFEST#{record.digest}",
+                            gsi1pk=f"MANIFESTS#{repo.registry}",
+                            gsi1sk=f"{repo.repository}@{record.digest}",
+                            media_type=record.media_type,
+                            size=record.size,
+                            body=record.body,
+                            blobs=record.blobs or None,
+                            manifests=record.manifests or None,
+                            subject=record.subject,
+                            artifact_type=record.artifact_type,
+                            annotations=record.annotations,
+                            created_at=record.created_at,
+                        )
+                    )
+                    if tag is not None:
+                        tx.save(
+                            TagItem(
+                                repo_pk(repo),
+                                f"TAG#{tag}",
+                                gsi1pk=f"TAGS#{repo.registry}",
+                                gsi1sk=f"{repo.repository}:{tag}",
+                                digest=record.digest,
+                                updated_at=now,
+                            )
+                        )
+                    if record.subject is not None:
+                        tx.save(
+                            ReferrerItem(
+                                repo_pk(repo),
+                                f"REFERRER#{record.subject}#{record.digest}",
+                                digest=record.digest,
+                                media_type=record.media_type,
+                                size=record.size,
+                                artifact_type=record.artifact_type,
+                                annotations=record.annotations,
+                            )
+                        )
+                    if create_repository:
+                        tx.save(
+                            RepositoryItem(
+                                reg_pk(repo.registry), f"REPO#{repo.repository}", created_at=now
+                            ),
+                            condition=Item.pk.does_not_exist(),
+                        )
+                        tx.update(
+                            RegistryItem(reg_pk(repo.registry), META),
+                            actions=[RegistryItem.repository_count.add(1)],
+                            condition=RegistryItem.pk.exists(),
+                        )
             except TransactWriteError as exc:
                 if _is_transaction_conflict(exc):
                     continue
@@ -350,14 +355,15 @@ class DynamoMetadataStore:
         # A transaction holds at most 100 items; tags beyond that go in further batches
         # after the manifest itself is gone (a dangling tag answers MANIFEST_UNKNOWN).
         first, rest = tags[:98], tags[98:]
-        tx = self._transaction()
-        tx.delete(ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"), condition=Item.pk.exists())
-        if record.subject:
-            tx.delete(ReferrerItem(repo_pk(repo), f"REFERRER#{record.subject}#{digest}"))
-        for t in first:
-            tx.delete(t, condition=TagItem.digest == digest)
         try:
-            tx._commit()
+            with self._transaction() as tx:
+                tx.delete(
+                    ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"), condition=Item.pk.exists()
+                )
+                if record.subject:
+                    tx.delete(ReferrerItem(repo_pk(repo), f"REFERRER#{record.subject}#{digest}"))
+                for t in first:
+                    tx.delete(t, condition=TagItem.digest == digest)
         except TransactWriteError as exc:
             if _is_transaction_conflict(exc):
                 raise ConcurrentWriteError("manifest changed while deleting; retry") from exc
@@ -438,7 +444,7 @@ class DynamoMetadataStore:
         items = UploadItem.gsi1.query(
             "UPLOADS", UploadItem.gsi1sk < now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), limit=limit
         )
-        return [_upload_session(i) for i in items]
+        return [_upload_session(cast(UploadItem, i)) for i in items]
 
 
 def _exists(pk: str, sk: str) -> bool:
@@ -455,8 +461,8 @@ def _manifest_record(item: ManifestItem) -> ManifestRecord:
         media_type=item.media_type,
         size=int(item.size),
         body=item.body,
-        blobs=list(item.blobs or []),
-        manifests=list(item.manifests or []),
+        blobs=[str(d) for d in item.blobs or []],
+        manifests=[str(d) for d in item.manifests or []],
         subject=item.subject,
         artifact_type=item.artifact_type,
         annotations=item.annotations,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -78,10 +79,9 @@ class S3BlobStore:
         )
 
     def abort_multipart(self, key: str, multipart_id: str) -> None:
-        try:
+        # Already completed or aborted (by the lifecycle rule): nothing is left to free.
+        with contextlib.suppress(self.client.exceptions.NoSuchUpload):
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=multipart_id)
-        except self.client.exceptions.NoSuchUpload:
-            pass  # already completed or aborted (lifecycle rule): nothing left to free
 
     def create_bucket(self) -> None:
         try:

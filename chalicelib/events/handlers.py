@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from chalice import Blueprint, Rate
+from chalice.app import Blueprint, Rate
 
 from chalicelib.wiring import v2_api
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
-from chalice import Blueprint, Response
-from chalice.app import Request
+from chalice.app import Blueprint, Request, Response
 
 from .messages import HttpRequest, HttpResponse
 from .v2 import V2Api
@@ -27,7 +26,8 @@ BINARY_TYPES = [
 def to_http_request(request: Request) -> HttpRequest:
     proxy = (request.uri_params or {}).get("proxy")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    body = request.raw_body or b""
+    raw = request.raw_body or b""
+    body = raw.encode("utf-8") if isinstance(raw, str) else raw
     proto = headers.get("x-forwarded-proto", "https")
     host = headers.get("host", "localhost")
     query = dict(request.query_params or {})
@@ -44,12 +44,8 @@ def to_http_request(request: Request) -> HttpRequest:
 
 def to_chalice_response(response: HttpResponse) -> Response:
     content_type = response.headers.get("Content-Type", "")
-    body: str | bytes
-    if content_type in BINARY_TYPES:
-        body = response.body
-    else:
-        # Manifests are UTF-8 JSON (checked on push), so text passes through byte for byte.
-        body = response.body.decode("utf-8")
+    # Manifests are UTF-8 JSON (checked on push), so as text they pass through byte for byte.
+    body = response.body if content_type in BINARY_TYPES else response.body.decode("utf-8")
     return Response(body=body, status_code=response.status, headers=dict(response.headers))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from chalice import Chalice
+from chalice.app import Chalice
 
 from chalicelib.http.messages import HttpRequest
 from chalicelib.http.v2 import V2Api
@@ -49,11 +49,24 @@ def is_upload_body(method: str, path: str, query: dict[str, str]) -> bool:
 
 
 _REASONS = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 206: "Partial Content",
-    307: "Temporary Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
-    416: "Range Not Satisfiable", 429: "Too Many Requests", 500: "Internal Server Error",
-    502: "Bad Gateway", 503: "Service Unavailable",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    206: "Partial Content",
+    307: "Temporary Redirect",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    416: "Range Not Satisfiable",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
 }
 
 
@@ -93,7 +106,9 @@ class LocalGateway:
             )
             return self._reply(start_response, response.status, response.headers, response.body)
 
-        body = environ["wsgi.input"].read(MAX_EVENT_BODY + 1) if method not in ("GET", "HEAD") else b""
+        body = (
+            environ["wsgi.input"].read(MAX_EVENT_BODY + 1) if method not in ("GET", "HEAD") else b""
+        )
         if len(body) > MAX_EVENT_BODY:
             payload = b'{"message":"Request Too Long"}'
             return self._reply(start_response, 413, {"Content-Type": "application/json"}, payload)
@@ -103,7 +118,9 @@ class LocalGateway:
         # API Gateway tells the Lambda how the client connected.
         headers.setdefault("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
         event = _proxy_event(method, path, pairs, headers, body)
-        result = self._app()(event, LambdaContext(aws_request_id=event["requestContext"]["requestId"]))
+        result = self._app()(
+            event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
+        )
         out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
         for name, values in (result.get("multiValueHeaders") or {}).items():
             out_headers[name] = ", ".join(str(v) for v in values)

@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
 import jwt
 
@@ -24,7 +24,7 @@ TOKEN_PREFIX = "pst_"
 SCOPES = frozenset({"pull", "push", "admin"})
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     PULL = "pull"
     PUSH = "push"
     DELETE = "delete"

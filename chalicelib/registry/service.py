@@ -295,6 +295,7 @@ class RegistryService:
     ) -> None:
         """Put the session's bytes at the blob's content address if they hash to ``expected``."""
         final_key = blob_key(repo.registry, expected)
+        actual: str | None
         if session.multipart_id is None:
             data = self.blobs.get_object(session.tail_key) if session.tail_key else b""
             if session.sha256 is not None and session.tail_key == final_key:
@@ -384,12 +385,13 @@ class RegistryService:
         self, repo: RepositoryName, reference: str, body: bytes, content_type: str | None
     ) -> ParsedManifest:
         tag: str | None = None
+        wanted: Digest | None = None
         if is_digest(reference):
             wanted = Digest.parse(reference)
         else:
             tag = validate_tag(reference)
         parsed = parse_manifest(body, content_type)
-        if tag is None and parsed.digest != str(wanted):
+        if wanted is not None and parsed.digest != str(wanted):
             raise DigestInvalidError(
                 f"manifest hashes to {parsed.digest}", detail={"digest": reference}
             )
