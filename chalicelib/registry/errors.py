@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 # code -> (HTTP status, default message). Codes and messages follow the distribution spec.
 ERROR_TABLE: dict[str, tuple[int, str]] = {
+    # the distribution spec's codes
     "BLOB_UNKNOWN": (404, "blob unknown to registry"),
     "BLOB_UPLOAD_INVALID": (400, "blob upload invalid"),
     "BLOB_UPLOAD_UNKNOWN": (404, "blob upload unknown to registry"),
@@ -25,23 +26,24 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "DENIED": (403, "requested access to the resource is denied"),
     "UNSUPPORTED": (405, "the operation is unsupported"),
     "TOOMANYREQUESTS": (429, "too many requests"),
+    # codes the reference implementation (distribution) adds, which clients know
     "RANGE_INVALID": (416, "invalid content range"),
-    "MANIFEST_TOO_BIG": (413, "manifest exceeds the maximum size"),
     "TAG_INVALID": (400, "manifest tag did not match URI"),
-    "READ_ONLY": (405, "registry is in read-only mode"),
-    "PAYLOAD_TOO_LARGE": (413, "request body too large"),
     "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
-    "NOT_FOUND": (404, "not found"),
-    "METHOD_NOT_ALLOWED": (405, "method not allowed"),
-    "INTERNAL_ERROR": (500, "internal server error"),
+    "UNKNOWN": (500, "unknown error"),
     "UNAVAILABLE": (503, "service unavailable"),
+    "NOT_FOUND": (404, "not found"),
 }
+
+# The spec answers an oversized manifest with 413 Payload Too Large but has no code of its
+# own for it: it keeps MANIFEST_INVALID and overrides the status, the one such exception.
+STATUS_OVERRIDES: dict[str, int] = {"ManifestTooBigError": 413}
 
 
 class RegistryError(Exception):
     """A failure reported to the client with an OCI error code."""
 
-    code: ClassVar[str] = "INTERNAL_ERROR"
+    code: ClassVar[str] = "UNKNOWN"
 
     def __init__(
         self,
@@ -56,7 +58,7 @@ class RegistryError(Exception):
 
     @property
     def status(self) -> int:
-        return ERROR_TABLE[self.code][0]
+        return STATUS_OVERRIDES.get(type(self).__name__, ERROR_TABLE[self.code][0])
 
 
 class BlobUnknownError(RegistryError):
@@ -88,7 +90,7 @@ class ManifestUnknownError(RegistryError):
 
 
 class ManifestTooBigError(RegistryError):
-    code = "MANIFEST_TOO_BIG"
+    code = "MANIFEST_INVALID"
 
 
 class NameInvalidError(RegistryError):
@@ -123,14 +125,6 @@ class RangeInvalidError(RegistryError):
     code = "RANGE_INVALID"
 
 
-class ReadOnlyError(RegistryError):
-    code = "READ_ONLY"
-
-
-class PayloadTooLargeError(RegistryError):
-    code = "PAYLOAD_TOO_LARGE"
-
-
 class PaginationNumberInvalidError(RegistryError):
     code = "PAGINATION_NUMBER_INVALID"
 
@@ -140,7 +134,7 @@ class RouteNotFoundError(RegistryError):
 
 
 class MethodNotAllowedError(RegistryError):
-    code = "METHOD_NOT_ALLOWED"
+    code = "UNSUPPORTED"
 
 
 class ConcurrentWriteError(RegistryError):
