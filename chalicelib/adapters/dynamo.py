@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -296,7 +297,6 @@ class DynamoMetadataStore:
                             manifests=record.manifests or None,
                             subject=record.subject,
                             artifact_type=record.artifact_type,
-                            annotations=record.annotations,
                             created_at=record.created_at,
                         )
                     )
@@ -320,7 +320,7 @@ class DynamoMetadataStore:
                                 media_type=record.media_type,
                                 size=record.size,
                                 artifact_type=record.artifact_type,
-                                annotations=record.annotations,
+                                annotations=_bounded_annotations(record.annotations),
                             )
                         )
                     if create_repository:
@@ -447,6 +447,17 @@ class DynamoMetadataStore:
         return [_upload_session(cast(UploadItem, i)) for i in items]
 
 
+# DynamoDB items are capped at 400 KB; a referrer's annotations are copied into its entry
+# only up to this size (a manifest may carry up to 4 MiB of them).
+MAX_REFERRER_ANNOTATIONS = 64 * 1024
+
+
+def _bounded_annotations(annotations: dict[str, str] | None) -> dict[str, str] | None:
+    if annotations is None or len(json.dumps(annotations)) > MAX_REFERRER_ANNOTATIONS:
+        return None
+    return annotations
+
+
 def _exists(pk: str, sk: str) -> bool:
     try:
         Item.get(pk, sk, attributes_to_get=["pk"])
@@ -465,7 +476,6 @@ def _manifest_record(item: ManifestItem) -> ManifestRecord:
         manifests=[str(d) for d in item.manifests or []],
         subject=item.subject,
         artifact_type=item.artifact_type,
-        annotations=item.annotations,
         created_at=item.created_at,
     )
 

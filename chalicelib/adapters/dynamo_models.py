@@ -97,7 +97,6 @@ class ManifestItem(Item):
     manifests = ListAttribute(of=UnicodeAttribute, null=True)
     subject = UnicodeAttribute(null=True)
     artifact_type = UnicodeAttribute(null=True)
-    annotations = JSONAttribute(null=True)
     created_at = UTCDateTimeAttribute(null=True)
 
 

@@ -28,7 +28,6 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "TOOMANYREQUESTS": (429, "too many requests"),
     # codes the reference implementation (distribution) adds, which clients know
     "RANGE_INVALID": (416, "invalid content range"),
-    "TAG_INVALID": (400, "manifest tag did not match URI"),
     "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
     "UNKNOWN": (500, "unknown error"),
     "UNAVAILABLE": (503, "service unavailable"),
@@ -106,7 +105,10 @@ class SizeInvalidError(RegistryError):
 
 
 class TagInvalidError(RegistryError):
-    code = "TAG_INVALID"
+    """A malformed tag in a manifest PUT. The spec has no tag code; MANIFEST_INVALID is the
+    closest of its codes (distribution's TAG_INVALID means a schema1 tag mismatch)."""
+
+    code = "MANIFEST_INVALID"
 
 
 class UnauthorizedError(RegistryError):

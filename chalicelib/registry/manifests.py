@@ -151,11 +151,9 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         if not isinstance(layers, list):
             raise ManifestInvalidError("layers must be a list")
         blobs = [config] + [Descriptor.parse(x, f"layers[{i}]") for i, x in enumerate(layers)]
-        # An image manifest without artifactType is typed by its config (image-spec 1.1).
-        if artifact_type is None and config.media_type not in (
-            "application/vnd.oci.image.config.v1+json",
-            "application/vnd.docker.container.image.v1+json",
-        ):
+        # Without artifactType an image manifest is typed by its config (distribution-spec
+        # 1.1, referrers: "MUST be set to the config descriptor mediaType").
+        if artifact_type is None:
             artifact_type = config.media_type
     elif media_type in INDEX_TYPES:
         children = doc.get("manifests")

@@ -22,7 +22,10 @@ oras_oci = pytest.importorskip("oras.oci")
 
 
 def _client(registry: RegistryTarget, workdir: Path) -> Any:
-    client = oras_client.OrasClient(hostname=registry.host, insecure=True)
+    # The default "token" backend treats the realm of a `Basic realm="..."` challenge as a
+    # token-service URL and tries to fetch a token from it (a DNS lookup of the realm name,
+    # then retries with backoff). Registries doing HTTP Basic need the "basic" backend.
+    client = oras_client.OrasClient(hostname=registry.host, insecure=True, auth_backend="basic")
     result = client.login(
         username=registry.username,
         password=registry.password,
