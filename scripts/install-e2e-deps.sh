@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the OS packages the end-to-end suite (tests/e2e) drives: real OCI clients
 # (skopeo, podman, buildah, docker, containerd/ctr), their runtime helpers, and the
-# reference registry used by PORTSIDE_E2E_TARGET=distribution.
+# reference registry used by PORTSIDE_E2E_TARGET=distribution (docker-registry, with
+# apache2-utils for htpasswd). util-linux/mount provide unshare and bind mounts, which the
+# suite uses to give skopeo/podman/buildah/dockerd private copies of hard-coded system dirs.
 #
 # Idempotent; meant for a Debian bookworm machine, run as root. The tests start their
 # own private daemons (dockerd, containerd, docker-registry) and never rely on the
@@ -28,7 +30,8 @@ packages=(
     fuse-overlayfs
     slirp4netns
     apache2-utils
-    ca-certificates
+    util-linux
+    mount
 )
 
 missing=()

@@ -7,15 +7,14 @@ import hashlib
 import json
 import tarfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .clients import RegistryApi
 from .images import (
-    MT_DOCKER_LIST,
     MT_DOCKER_MANIFEST,
-    MT_OCI_INDEX,
     MT_OCI_MANIFEST,
     Artifact,
     Image,
@@ -51,7 +50,7 @@ def assert_layout_blob(layout: Path, digest: str, expected: bytes | Path | None 
         assert path.stat().st_size == expected.stat().st_size
 
 
-def assert_layout_has_image(layout: Path, image: Image, store_path: Any) -> None:
+def assert_layout_has_image(layout: Path, image: Image, store_path: Callable[[str], Path]) -> None:
     """Every blob of ``image`` (manifest, config, layers) is present byte for byte."""
     assert_layout_blob(layout, image.digest, image.manifest)
     assert_layout_blob(layout, image.config_descriptor.digest, image.config)
@@ -60,7 +59,7 @@ def assert_layout_has_image(layout: Path, image: Image, store_path: Any) -> None
 
 
 def assert_layout_matches(
-    layout: Path, tag: str, expected: Image | Index | Artifact, store_path: Any
+    layout: Path, tag: str, expected: Image | Index | Artifact, store_path: Callable[[str], Path]
 ) -> None:
     """A layout a client pulled into: the tagged manifest and all its blobs are identical."""
     desc = layout_ref(layout, tag)
@@ -144,10 +143,6 @@ def assert_registry_has_equivalent(
     return dict(doc)
 
 
-def assert_manifest_list_types(media_type: str) -> None:
-    assert media_type in (MT_OCI_INDEX, MT_DOCKER_LIST), media_type
-
-
 @dataclass(frozen=True)
 class SavedImage:
     """Content of a ``docker save`` / ``podman save`` (docker-archive) tarball."""
@@ -185,8 +180,12 @@ def read_docker_archive(path: Path) -> SavedImage:
         return SavedImage(config, digests, list(entry.get("RepoTags") or []))
 
 
-def assert_saved_image_matches(saved: SavedImage, image: Image, *, same_config: bool = True,
-                               ) -> None:
+def assert_saved_image_matches(
+    saved: SavedImage,
+    image: Image,
+    *,
+    same_config: bool = True,
+) -> None:
     assert saved.layer_digests == image.diff_ids, "saved layer tars differ from the originals"
     if same_config:
         assert saved.config == image.config, "saved config bytes differ from the original"

@@ -4,10 +4,10 @@ containers/image keeps a machine-wide BoltDB "blob info cache" for root at
 /var/lib/containers/cache (no CLI flag moves it for skopeo; podman and buildah use it as well),
 and podman creates /run/containers/networks. The cache remembers which registry/repository
 already holds a blob and turns later pushes into cross-repository mount attempts or skipped
-uploads. To give each session its own cache, every containers tool runs in a private mount
-namespace (``unshare --mount``) in which session-private directories are bind-mounted over
-those two paths. The system directories are only created empty (as the tools would), never
-written through.
+uploads, and a stale one from an earlier run would make results depend on history. To give
+each test its own cache, every containers tool runs in a private mount namespace
+(``unshare --mount``) in which test-private directories are bind-mounted over those two paths.
+The system directories are only created empty (as the tools would), never written through.
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ import pytest
 import requests
 
 from .daemons import RegistryTarget
-from .procs import run
+from .procs import in_private_mounts, run
 
 SYSTEM_BLOB_CACHE = Path("/var/lib/containers/cache")
 SYSTEM_NETWORK_RUN_DIR = Path("/run/containers")
 
-_NAMESPACE_SCRIPT = (
-    'mount --bind "$1" /var/lib/containers/cache && '
-    'mount --bind "$2" /run/containers && shift 2 && exec "$@"'
-)
-
 
 class ContainersTools:
-    """skopeo, podman and buildah sharing one private storage, cache, auth file and tmp dir."""
+    """skopeo, podman and buildah sharing one private storage, cache, auth file and tmp dir.
+
+    Storage is vfs (no kernel overlay mounts), with ``--root``/``--runroot`` and a private
+    storage.conf, containers.conf, registries.conf, auth file (REGISTRY_AUTH_FILE) and TMPDIR
+    (containers/image buffers blobs there).
+    """
 
     def __init__(self, base: Path, runroot: Path) -> None:
         self.base = base
@@ -51,12 +51,9 @@ class ContainersTools:
         for d in (self.root, self.runroot, self.cache, self.netrun, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         self.auth_file.write_text('{"auths": {}}\n')
-        (base / "registries.conf").write_text('unqualified-search-registries = []\n')
+        (base / "registries.conf").write_text("unqualified-search-registries = []\n")
         (base / "storage.conf").write_text(
-            "[storage]\n"
-            'driver = "vfs"\n'
-            f'graphroot = "{self.root}"\n'
-            f'runroot = "{self.runroot}"\n'
+            f'[storage]\ndriver = "vfs"\ngraphroot = "{self.root}"\nrunroot = "{self.runroot}"\n'
         )
         (base / "containers.conf").write_text(
             "[engine]\n"
@@ -88,23 +85,23 @@ class ContainersTools:
         env.pop("DOCKER_CONFIG", None)
         return env
 
-    def _wrap(self, argv: list[str]) -> list[str]:
-        return [
-            "unshare", "--mount", "--propagation", "private", "--",
-            "/bin/sh", "-c", _NAMESPACE_SCRIPT, "sh", str(self.cache), str(self.netrun), *argv,
-        ]
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run with the private blob-info cache and /run/containers mounted."""
+        return in_private_mounts(
+            [(self.cache, SYSTEM_BLOB_CACHE), (self.netrun, SYSTEM_NETWORK_RUN_DIR)], argv
+        )
 
     def _check_namespace_isolation(self) -> None:
         probe = self.cache / ".probe"
         probe.write_text("private")
-        out = run(self._wrap(["cat", str(SYSTEM_BLOB_CACHE / ".probe")]), env=self.env())
+        out = run(self.wrap(["cat", str(SYSTEM_BLOB_CACHE / ".probe")]), env=self.env())
         assert out.stdout == b"private", "private blob-info-cache bind mount did not take effect"
         probe.unlink()
 
     def _run(
         self, argv: list[str], timeout: float, input_data: bytes | None = None
     ) -> subprocess.CompletedProcess[bytes]:
-        return run(self._wrap(argv), env=self.env(), timeout=timeout, input_data=input_data)
+        return run(self.wrap(argv), env=self.env(), timeout=timeout, input_data=input_data)
 
     def storage_flags(self) -> list[str]:
         return ["--root", str(self.root), "--runroot", str(self.runroot), "--storage-driver", "vfs"]
@@ -117,9 +114,14 @@ class ContainersTools:
     ) -> subprocess.CompletedProcess[bytes]:
         return self._run(
             [
-                "podman", *self.storage_flags(),
-                "--cgroup-manager", "cgroupfs", "--events-backend", "file",
-                "--tmpdir", str(self.base / "libpod-tmp"),
+                "podman",
+                *self.storage_flags(),
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--tmpdir",
+                str(self.base / "libpod-tmp"),
                 *args,
             ],
             timeout,
@@ -214,8 +216,9 @@ class RegistryApi:
         return "sha256:" + h.hexdigest(), size
 
     def tags(self, repository: str) -> list[str]:
-        resp = self.session.get(f"{self.target.url}/v2/{self.target.name(repository)}/tags/list",
-                                timeout=60)
+        resp = self.session.get(
+            f"{self.target.url}/v2/{self.target.name(repository)}/tags/list", timeout=60
+        )
         assert resp.status_code == 200, f"tags/list {repository} -> {resp.status_code}"
         return list(resp.json().get("tags") or [])
 

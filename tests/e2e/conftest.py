@@ -1,8 +1,8 @@
 """Fixtures for the end-to-end suite: a registry under test, private daemons, test images.
 
 Target selection: ``PORTSIDE_E2E_TARGET=distribution`` runs the suite against the reference
-registry (Debian's docker-registry) started here; anything else (default ``portside``) uses
-``tests.support.server.start_registry``.
+registry (Debian's docker-registry) started here; unset or ``portside`` (the default) uses
+``tests.support.server.start_registry``. Any other value is a usage error.
 """
 
 from __future__ import annotations
@@ -27,10 +27,20 @@ from .daemons import (
     private_dockerd,
 )
 from .images import ImageFactory, Layer
-from .procs import ACTIVE_DAEMONS, CommandLog, remove_tree, set_command_log, tail_file
+from .procs import (
+    ACTIVE_DAEMONS,
+    WATCHED_LOGS,
+    CommandLog,
+    mounts_under,
+    remove_tree,
+    set_command_log,
+    tail_file,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIG_LAYER_SIZE = 100 * 1024 * 1024 + 4096
+BIG_FILE = 8 * 1024 * 1024
+CALL_PASSED = pytest.StashKey[bool]()
 
 
 def _target_kind() -> str:
@@ -43,9 +53,13 @@ def pytest_runtest_makereport(
 ) -> Generator[None, object, None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.stash[CALL_PASSED] = report.passed
     if report.failed:
         for daemon in list(ACTIVE_DAEMONS):
             report.sections.append((f"{daemon.name} log", daemon.log_tail(80)))
+        for title, path in list(WATCHED_LOGS):
+            report.sections.append((f"{title} (last lines of {path})", tail_file(path, 80)))
         log = getattr(item.config, "_portside_e2e_command_log", None)
         if isinstance(log, Path):
             report.sections.append(("e2e command log (tail)", tail_file(log, 40)))
@@ -76,14 +90,22 @@ def registry(e2e_dir: Path) -> Iterator[RegistryTarget]:
     from tests.support.server import start_registry
 
     with start_registry(workdir) as running:
-        yield RegistryTarget(
-            kind="portside",
-            host=running.host,
-            url=running.url,
-            registry=running.registry,
-            username=running.token,
-            password=running.token,
-        )
+        log_path = getattr(running, "log_path", None)
+        watched = ("portside log", Path(log_path)) if log_path is not None else None
+        if watched is not None:
+            WATCHED_LOGS.append(watched)
+        try:
+            yield RegistryTarget(
+                kind="portside",
+                host=running.host,
+                url=running.url,
+                registry=running.registry,
+                username=running.token,
+                password=running.token,
+            )
+        finally:
+            if watched is not None:
+                WATCHED_LOGS.remove(watched)
 
 
 @pytest.fixture(scope="session")
@@ -92,11 +114,14 @@ def api(registry: RegistryTarget) -> RegistryApi:
 
 
 @pytest.fixture(scope="session")
-def factory(e2e_dir: Path) -> ImageFactory:
+def factory(e2e_dir: Path) -> Iterator[ImageFactory]:
+    """Generated images for the session (reproducible with PORTSIDE_E2E_SEED)."""
     seed_env = os.environ.get("PORTSIDE_E2E_SEED")
     seed = int(seed_env) if seed_env else random.SystemRandom().randrange(1 << 32)
     print(f"portside e2e image seed: {seed} (set PORTSIDE_E2E_SEED to reproduce)")
-    return ImageFactory(e2e_dir / "images", seed)
+    (e2e_dir / "seed").write_text(f"{seed}\n")
+    yield ImageFactory(e2e_dir / "images", seed)
+    remove_tree(e2e_dir / "images")
 
 
 @pytest.fixture(scope="session")
@@ -133,5 +158,10 @@ def containerd(e2e_dir: Path) -> Iterator[Containerd]:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
+def workdir(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The test's tmp dir; large files in it are deleted after a passing test."""
+    yield tmp_path
+    if request.node.stash.get(CALL_PASSED, False) and not mounts_under(tmp_path):
+        for path in tmp_path.rglob("*"):
+            if path.is_file() and not path.is_symlink() and path.stat().st_size > BIG_FILE:
+                path.unlink()

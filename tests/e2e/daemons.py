@@ -7,6 +7,7 @@ state, sockets and logs under a per-session tmp dir; nothing system-wide is star
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -17,9 +18,19 @@ from pathlib import Path
 
 import requests
 
-from .procs import Daemon, free_port, kill_pid, remove_tree, run, tcp_ready, unix_socket_ready
+from .procs import (
+    Daemon,
+    free_port,
+    in_private_mounts,
+    kill_pid,
+    remove_tree,
+    run,
+    tcp_ready,
+    unix_socket_ready,
+)
 
 DOCKER_REGISTRY_BIN = "/usr/bin/docker-registry"
+SYSTEM_DOCKER_RUN = Path("/run/docker")
 
 
 @dataclass(frozen=True)
@@ -59,7 +70,7 @@ def _htpasswd_line(username: str, password: str) -> str:
         out = run([htpasswd, "-Bbn", username, password]).stdout.decode().strip()
         return out.splitlines()[0]
     try:
-        import bcrypt  # type: ignore[import-not-found]
+        import bcrypt  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise RuntimeError(
             "need `htpasswd` (apache2-utils) or the bcrypt module for the distribution target; "
@@ -79,36 +90,54 @@ def distribution_registry(workdir: Path, tenant: str = "e2e") -> Iterator[Regist
     workdir.mkdir(parents=True, exist_ok=True)
     username, password = "e2e-user", "e2e-" + os.urandom(8).hex()
     (workdir / "htpasswd").write_text(_htpasswd_line(username, password) + "\n")
-    port = free_port()
-    config = {
-        "version": 0.1,
-        "log": {"level": "info", "formatter": "text"},
-        "storage": {
-            "filesystem": {"rootdirectory": str(workdir / "data")},
-            "delete": {"enabled": True},
-            "maintenance": {"uploadpurging": {"enabled": False}},
-        },
-        "http": {"addr": f"127.0.0.1:{port}", "secret": os.urandom(16).hex()},
-        "auth": {"htpasswd": {"realm": "portside-e2e", "path": str(workdir / "htpasswd")}},
-    }
-    # JSON is valid YAML.
-    (workdir / "config.yml").write_text(json.dumps(config, indent=2))
-    daemon = Daemon(
-        "docker-registry",
-        [DOCKER_REGISTRY_BIN, "serve", str(workdir / "config.yml")],
-        workdir / "registry.log",
-        cwd=workdir,
-    ).start()
+    daemon, port = _start_distribution(workdir)
     try:
         url = f"http://127.0.0.1:{port}"
-        daemon.wait_ready(
-            lambda: tcp_ready("127.0.0.1", port)
-            and requests.get(f"{url}/v2/", timeout=2).status_code == 401,
-            timeout=30,
-        )
         yield RegistryTarget("distribution", f"127.0.0.1:{port}", url, tenant, username, password)
     finally:
         daemon.stop()
+        remove_tree(workdir / "data")
+
+
+def _registry_ready(url: str, port: int) -> bool:
+    return tcp_ready("127.0.0.1", port) and (
+        requests.get(f"{url}/v2/", timeout=2).status_code == 401
+    )
+
+
+def _start_distribution(workdir: Path) -> tuple[Daemon, int]:
+    """Start docker-registry on a free port; retry if another process grabbed the port."""
+    for attempt in range(3):
+        port = free_port()
+        config = {
+            "version": 0.1,
+            "log": {"level": "info", "formatter": "text"},
+            "storage": {
+                "filesystem": {"rootdirectory": str(workdir / "data")},
+                "delete": {"enabled": True},
+                "maintenance": {"uploadpurging": {"enabled": False}},
+            },
+            "http": {"addr": f"127.0.0.1:{port}", "secret": os.urandom(16).hex()},
+            "auth": {"htpasswd": {"realm": "portside-e2e", "path": str(workdir / "htpasswd")}},
+        }
+        # JSON is valid YAML.
+        (workdir / "config.yml").write_text(json.dumps(config, indent=2))
+        daemon = Daemon(
+            "docker-registry",
+            [DOCKER_REGISTRY_BIN, "serve", str(workdir / "config.yml")],
+            workdir / "registry.log",
+            cwd=workdir,
+        ).start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            daemon.wait_ready(functools.partial(_registry_ready, url, port), timeout=30)
+        except (RuntimeError, TimeoutError):
+            daemon.stop()
+            if attempt == 2 or "address already in use" not in daemon.log_tail():
+                raise
+            continue
+        return daemon, port
+    raise AssertionError("unreachable")
 
 
 # -- dockerd ------------------------------------------------------------------------------
@@ -153,7 +182,12 @@ def private_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
     exec_root = workdir / "exec"
     sock = workdir / "docker.sock"
     config_file = workdir / "daemon.json"
-    config_file.write_text("{}\n")
+    # dockerd would otherwise create /etc/docker/key.json (daemon ID key).
+    config_file.write_text(json.dumps({"deprecated-key-path": str(workdir / "key.json")}) + "\n")
+    # It also hard-codes /run/docker/plugins: run it with a private /run/docker.
+    plugins_run = workdir / "run-docker"
+    plugins_run.mkdir(exist_ok=True)
+    SYSTEM_DOCKER_RUN.mkdir(mode=0o700, parents=True, exist_ok=True)
     cli_config = workdir / "cli-config"
     cli_config.mkdir(exist_ok=True)
     (cli_config / "config.json").write_text('{"auths": {}}\n')
@@ -165,30 +199,41 @@ def private_dockerd(workdir: Path) -> Iterator[DockerDaemon]:
         env.pop(var, None)
     daemon = Daemon(
         "dockerd",
-        [
-            dockerd,
-            "--config-file", str(config_file),
-            "--storage-driver=vfs",
-            "--iptables=false",
-            "--ip6tables=false",
-            "--ip-forward=false",
-            "--ip-masq=false",
-            "--bridge=none",
-            "--data-root", str(data_root),
-            "--exec-root", str(exec_root),
-            "--pidfile", str(workdir / "dockerd.pid"),
-            "-H", f"unix://{sock}",
-        ],
+        in_private_mounts(
+            [(plugins_run, SYSTEM_DOCKER_RUN)],
+            [
+                dockerd,
+                "--config-file",
+                str(config_file),
+                "--storage-driver=vfs",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--ip-forward=false",
+                "--ip-masq=false",
+                "--bridge=none",
+                "--data-root",
+                str(data_root),
+                "--exec-root",
+                str(exec_root),
+                "--pidfile",
+                str(workdir / "dockerd.pid"),
+                "-H",
+                f"unix://{sock}",
+            ],
+        ),
         workdir / "dockerd.log",
         env=env,
     ).start()
     handle = DockerDaemon(cli, sock, cli_config)
     try:
         daemon.wait_ready(
-            lambda: unix_socket_ready(sock)
-            and subprocess.run(
-                [cli, "version"], env=handle.env(), capture_output=True, timeout=10, check=False
-            ).returncode == 0,
+            lambda: (
+                unix_socket_ready(sock)
+                and subprocess.run(
+                    [cli, "version"], env=handle.env(), capture_output=True, timeout=10, check=False
+                ).returncode
+                == 0
+            ),
             timeout=90,
         )
         yield handle
@@ -238,7 +283,7 @@ def private_containerd(workdir: Path) -> Iterator[Containerd]:
     root = workdir / "root"
     config = f"""version = 2
 root = "{root}"
-state = "{workdir / 'state'}"
+state = "{workdir / "state"}"
 disabled_plugins = [
   "io.containerd.grpc.v1.cri",
   "io.containerd.snapshotter.v1.aufs",
@@ -253,7 +298,7 @@ disabled_plugins = [
   address = "{sock}"
 
 [ttrpc]
-  address = "{workdir / 'containerd.sock.ttrpc'}"
+  address = "{workdir / "containerd.sock.ttrpc"}"
 
 [debug]
   address = ""
@@ -276,11 +321,16 @@ disabled_plugins = [
     ).start()
     try:
         daemon.wait_ready(
-            lambda: unix_socket_ready(sock)
-            and subprocess.run(
-                ["ctr", "--address", str(sock), "version"],
-                capture_output=True, timeout=10, check=False,
-            ).returncode == 0,
+            lambda: (
+                unix_socket_ready(sock)
+                and subprocess.run(
+                    ["ctr", "--address", str(sock), "version"],
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
+                ).returncode
+                == 0
+            ),
             timeout=60,
         )
         yield Containerd(sock)

@@ -206,9 +206,10 @@ class ImageFactory:
         rng = self._rng(f"layer:{label}")
         tmp_tar = self.workdir / f"tmp-{label}.tar"
         file_digests: dict[str, str] = {}
-        with tmp_tar.open("wb") as raw, tarfile.open(
-            fileobj=raw, mode="w", format=tarfile.PAX_FORMAT
-        ) as tar:
+        with (
+            tmp_tar.open("wb") as raw,
+            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             dirs: set[str] = set()
             for path in sorted(files):
                 parts = path.split("/")[:-1]
@@ -236,9 +237,13 @@ class ImageFactory:
             desc = Descriptor(MT_OCI_LAYER_TAR, diff_id, tar_path.stat().st_size)
             return Layer(diff_id, tar_path, desc, file_digests)
         tmp_gz = self.workdir / f"tmp-{label}.tar.gz"
-        with tar_path.open("rb") as src, tmp_gz.open("wb") as dst, gzip.GzipFile(
-            filename="", mode="wb", fileobj=dst, compresslevel=gzip_level, mtime=0
-        ) as gz:
+        with (
+            tar_path.open("rb") as src,
+            tmp_gz.open("wb") as dst,
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=dst, compresslevel=gzip_level, mtime=0
+            ) as gz,
+        ):
             shutil.copyfileobj(src, gz, CHUNK)
         gz_digest = self.store.put_file(tmp_gz)
         desc = Descriptor(MT_OCI_LAYER_GZIP, gz_digest, self.store.path(gz_digest).stat().st_size)
@@ -366,16 +371,23 @@ class ImageFactory:
             annotations = {ANNOTATION_REF_NAME: tag}
             manifests.append(
                 Descriptor(
-                    d.media_type, d.digest, d.size, annotations=annotations,
-                    platform=d.platform, artifact_type=d.artifact_type,
+                    d.media_type,
+                    d.digest,
+                    d.size,
+                    annotations=annotations,
+                    platform=d.platform,
+                    artifact_type=d.artifact_type,
                 ).to_json()
             )
         index = {"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": manifests}
         (dest / "index.json").write_bytes(canonical_json(index))
         return dest
 
-    def oci_archive(self, dest: Path, entries: Iterable[tuple[str, Image | Index | Artifact]],
-                    ) -> Path:
+    def oci_archive(
+        self,
+        dest: Path,
+        entries: Iterable[tuple[str, Image | Index | Artifact]],
+    ) -> Path:
         """An OCI layout packed as an (uncompressed) tarball, as ``ctr images import`` reads."""
         layout = self.oci_layout(dest.with_suffix(".layout"), entries)
         with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:

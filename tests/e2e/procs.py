@@ -17,6 +17,8 @@ from pathlib import Path
 DEFAULT_TIMEOUT = 300.0
 
 ACTIVE_DAEMONS: list[Daemon] = []
+# Other logs worth showing when a test fails: (title, path).
+WATCHED_LOGS: list[tuple[str, Path]] = []
 
 
 class CommandError(AssertionError):
@@ -91,6 +93,31 @@ def _tail(data: bytes | str | None, limit: int = 6000) -> str:
         return ""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+def in_private_mounts(binds: Sequence[tuple[Path, Path]], argv: Sequence[str]) -> list[str]:
+    """Wrap ``argv`` to run in a private mount namespace with ``(source, target)`` bind mounts.
+
+    Used to give tools that hard-code system paths (containers/image's blob-info cache,
+    dockerd's plugin dir) private copies of them. Each target must exist; the caller creates
+    it (empty) if needed. Nothing is written to the real target.
+    """
+    script = " && ".join(f'mount --bind "${2 * i + 1}" "${2 * i + 2}"' for i in range(len(binds)))
+    script += f' && shift {2 * len(binds)} && exec "$@"'
+    args = [str(p) for pair in binds for p in pair]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        "sh",
+        *args,
+        *argv,
+    ]
 
 
 def tail_file(path: Path, lines: int = 60) -> str:

@@ -70,8 +70,14 @@ def test_buildah_from_scratch_push_pull(
     ref = registry.ref("buildah/app", "v1")
     digestfile = workdir / "digest"
     containers.buildah(
-        "push", "--tls-verify=false", "--creds", registry.creds, "--digestfile", str(digestfile),
-        "localhost/buildah-app:v1", f"docker://{ref}",
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        registry.creds,
+        "--digestfile",
+        str(digestfile),
+        "localhost/buildah-app:v1",
+        f"docker://{ref}",
     )
     digest = digestfile.read_text().strip()
     manifest = api.manifest("buildah/app", "v1")
@@ -112,8 +118,12 @@ def test_buildah_pull_then_push_elsewhere(
     first = registry.ref("buildah/relay-a", "v1")
     containers.buildah("pull", f"docker-archive:{archive}")
     containers.buildah(
-        "push", "--tls-verify=false", "--creds", registry.creds,
-        "localhost/relay:src", f"docker://{first}",
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        registry.creds,
+        "localhost/relay:src",
+        f"docker://{first}",
     )
     assert_registry_has_equivalent(api, "buildah/relay-a", "v1", image)
 
@@ -122,16 +132,28 @@ def test_buildah_pull_then_push_elsewhere(
     second = registry.ref("buildah/relay-b", "v1")
     digestfile = workdir / "digest"
     containers.buildah(
-        "push", "--tls-verify=false", "--creds", registry.creds, "--digestfile", str(digestfile),
-        first, f"docker://{second}",
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        registry.creds,
+        "--digestfile",
+        str(digestfile),
+        first,
+        f"docker://{second}",
     )
     digest = digestfile.read_text().strip()
     assert_registry_has_equivalent(api, "buildah/relay-b", digest, image)
 
     saved = workdir / "saved.tar"
     containers.buildah("rmi", "--all", "--force")
-    containers.buildah("pull", "--tls-verify=false", "--creds", registry.creds,
-                       f"docker://{registry.ref('buildah/relay-b', digest=digest)}")
-    containers.buildah("push", registry.ref("buildah/relay-b", digest=digest),
-                       f"docker-archive:{saved}")
+    containers.buildah(
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        registry.creds,
+        f"docker://{registry.ref('buildah/relay-b', digest=digest)}",
+    )
+    containers.buildah(
+        "push", registry.ref("buildah/relay-b", digest=digest), f"docker-archive:{saved}"
+    )
     assert_saved_image_matches(read_docker_archive(saved), image)

@@ -29,7 +29,11 @@ PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: (\d+)")
 
 def _login(dockerd: DockerDaemon, registry: RegistryTarget) -> None:
     out = dockerd.docker(
-        "login", "--username", registry.username, "--password-stdin", registry.host,
+        "login",
+        "--username",
+        registry.username,
+        "--password-stdin",
+        registry.host,
         input_data=registry.password.encode(),
     )
     assert b"Login Succeeded" in out.stdout, out.stdout
@@ -38,18 +42,22 @@ def _login(dockerd: DockerDaemon, registry: RegistryTarget) -> None:
 
 
 def test_docker_login_rejects_bad_password(
-    dockerd: DockerDaemon, registry: RegistryTarget
+    dockerd: DockerDaemon, registry: RegistryTarget, workdir: Path
 ) -> None:
+    config_dir = workdir / "docker-config"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text('{"auths": {}}\n')
+    env = dockerd.env()
+    env["DOCKER_CONFIG"] = str(config_dir)
     proc = run(
-        [dockerd.cli, "login", "--username", registry.username, "--password-stdin",
-         registry.host],
-        env=dockerd.env(),
+        [dockerd.cli, "login", "--username", registry.username, "--password-stdin", registry.host],
+        env=env,
         input_data=b"definitely-not-the-password",
         check=False,
         timeout=120,
     )
     assert proc.returncode != 0, proc.stdout
-    config = json.loads((dockerd.config_dir / "config.json").read_text())
+    config = json.loads((config_dir / "config.json").read_text())
     assert registry.host not in config.get("auths", {})
 
 
@@ -114,8 +122,13 @@ def test_docker_pull_image_pushed_by_other_client(
     """docker pulls an OCI image pushed over the plain API (as any client would have)."""
     image = factory.image("docker-oci", factory.small_layers("docker-oci", 2))
     repo = "docker/oci"
-    api.push_monolithic(repo, "v1", image.manifest, image.manifest_descriptor.media_type,
-                        [factory.store.read(d.digest) for d in image.blob_descriptors()])
+    api.push_monolithic(
+        repo,
+        "v1",
+        image.manifest,
+        image.manifest_descriptor.media_type,
+        [factory.store.read(d.digest) for d in image.blob_descriptors()],
+    )
     _login(dockerd, registry)
     dockerd.docker("pull", registry.ref(repo, "v1"), timeout=300)
     saved = workdir / "saved.tar"

@@ -84,8 +84,11 @@ def test_oras_push_pull_files(
     # Chunked upload path (POST, PATCHes, PUT) and pull by digest.
     chunked_target = registry.ref("oras/files-chunked", "v1")
     resp = client.push(
-        target=chunked_target, files=sorted(files), do_chunked=True,
-        chunk_size=1024 * 1024, quiet=True,
+        target=chunked_target,
+        files=sorted(files),
+        do_chunked=True,
+        chunk_size=1024 * 1024,
+        quiet=True,
     )
     assert resp.status_code == 201, resp.text
     chunked = api.manifest("oras/files-chunked", "v1")
@@ -105,8 +108,13 @@ def test_oras_artifact_with_subject_and_referrers(
 ) -> None:
     image = factory.image("oras-subject", factory.small_layers("oras-subject", 2))
     repo = "oras/app"
-    api.push_monolithic(repo, "v1", image.manifest, image.manifest_descriptor.media_type,
-                        [factory.store.read(d.digest) for d in image.blob_descriptors()])
+    api.push_monolithic(
+        repo,
+        "v1",
+        image.manifest,
+        image.manifest_descriptor.media_type,
+        [factory.store.read(d.digest) for d in image.blob_descriptors()],
+    )
     assert_registry_has_exact(api, repo, "v1", image)
 
     client = _client(registry, workdir)

@@ -26,8 +26,13 @@ def _need_podman() -> None:
 
 def _login(containers: ContainersTools, registry: RegistryTarget) -> None:
     containers.podman(
-        "login", "--tls-verify=false", "--username", registry.username, "--password-stdin",
-        registry.host, input_data=registry.password.encode(),
+        "login",
+        "--tls-verify=false",
+        "--username",
+        registry.username,
+        "--password-stdin",
+        registry.host,
+        input_data=registry.password.encode(),
     )
     auth = json.loads(containers.auth_file.read_text())
     assert registry.host in auth["auths"], auth
@@ -54,8 +59,12 @@ def test_podman_login_push_pull_roundtrip(
     digestfile = workdir / "digest"
     # Credentials come from `podman login` (REGISTRY_AUTH_FILE), not --creds.
     containers.podman(
-        "push", "--tls-verify=false", "--digestfile", str(digestfile),
-        "localhost/podman-app:src", ref,
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        str(digestfile),
+        "localhost/podman-app:src",
+        ref,
     )
     pushed_digest = digestfile.read_text().strip()
     manifest = api.manifest("podman/app", "v1")
@@ -92,25 +101,45 @@ def test_podman_pull_then_push_to_another_repository(
     archive = factory.docker_archive(workdir / "relay.tar", image, ["localhost/relay:src"])
     containers.podman("load", "--input", str(archive))
     first = registry.ref("podman/relay-a", "v1")
-    containers.podman("push", "--tls-verify=false", "--creds", registry.creds,
-                      "localhost/relay:src", first)
+    containers.podman(
+        "push", "--tls-verify=false", "--creds", registry.creds, "localhost/relay:src", first
+    )
     containers.podman("rmi", "--force", "--all")
 
     containers.podman("pull", "--tls-verify=false", "--creds", registry.creds, first)
     second = registry.ref("podman/relay-b", "v2")
     digestfile = workdir / "digest"
     containers.podman(
-        "push", "--tls-verify=false", "--creds", registry.creds, "--format", "oci",
-        "--digestfile", str(digestfile), first, second,
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        registry.creds,
+        "--format",
+        "oci",
+        "--digestfile",
+        str(digestfile),
+        first,
+        second,
     )
     digest = digestfile.read_text().strip()
     doc = assert_registry_has_equivalent(api, "podman/relay-b", digest, image, same_config=False)
     assert doc["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
 
     containers.podman("rmi", "--force", "--all")
-    containers.podman("pull", "--tls-verify=false", "--creds", registry.creds,
-                      registry.ref("podman/relay-b", digest=digest))
+    containers.podman(
+        "pull",
+        "--tls-verify=false",
+        "--creds",
+        registry.creds,
+        registry.ref("podman/relay-b", digest=digest),
+    )
     saved = workdir / "saved.tar"
-    containers.podman("save", "--format", "docker-archive", "--output", str(saved),
-                      registry.ref("podman/relay-b", digest=digest))
+    containers.podman(
+        "save",
+        "--format",
+        "docker-archive",
+        "--output",
+        str(saved),
+        registry.ref("podman/relay-b", digest=digest),
+    )
     assert_saved_image_matches(read_docker_archive(saved), image, same_config=False)

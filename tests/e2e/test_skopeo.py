@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
 
 from .checks import (
     assert_layout_blob,
@@ -16,6 +17,7 @@ from .checks import (
 from .clients import ContainersTools, RegistryApi, require_binaries
 from .daemons import RegistryTarget
 from .images import MT_OCI_EMPTY, ImageFactory, Layer
+from .procs import run
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +33,16 @@ def push(
     digestfile = containers.tmp / "digest"
     digestfile.unlink(missing_ok=True)
     containers.skopeo(
-        "copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", registry.creds,
-        "--digestfile", str(digestfile), *extra, src, dest,
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        registry.creds,
+        "--digestfile",
+        str(digestfile),
+        *extra,
+        src,
+        dest,
     )
     return digestfile.read_text().strip()
 
@@ -41,8 +51,14 @@ def pull(
     containers: ContainersTools, registry: RegistryTarget, src: str, dest: str, *extra: str
 ) -> None:
     containers.skopeo(
-        "copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", registry.creds,
-        *extra, src, dest,
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        registry.creds,
+        *extra,
+        src,
+        dest,
     )
 
 
@@ -69,7 +85,10 @@ def test_skopeo_multi_layer_push_pull(
 
     tags = json.loads(
         containers.skopeo(
-            "list-tags", "--tls-verify=false", "--creds", registry.creds,
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            registry.creds,
             f"docker://{registry.host}/{registry.name('skopeo/multi')}",
         ).stdout
     )
@@ -82,7 +101,9 @@ def test_skopeo_multi_layer_push_pull(
 
     by_digest = workdir / "pulled-digest"
     pull(
-        containers, registry, f"docker://{registry.ref('skopeo/multi', digest=image.digest)}",
+        containers,
+        registry,
+        f"docker://{registry.ref('skopeo/multi', digest=image.digest)}",
         f"oci:{by_digest}:pinned",
     )
     assert_layout_matches(by_digest, "pinned", image, factory.store.path)
@@ -101,17 +122,27 @@ def test_skopeo_copy_between_repositories_and_delete(
     push(containers, registry, f"oci:{src}:v1", f"docker://{registry.ref('skopeo/copy-a', 'v1')}")
 
     containers.skopeo(
-        "copy", "--preserve-digests",
-        "--src-tls-verify=false", "--src-creds", registry.creds,
-        "--dest-tls-verify=false", "--dest-creds", registry.creds,
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        registry.creds,
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        registry.creds,
         f"docker://{registry.ref('skopeo/copy-a', 'v1')}",
         f"docker://{registry.ref('skopeo/copy-b', 'v2')}",
     )
     assert_registry_has_exact(api, "skopeo/copy-b", "v2", image)
     assert_registry_has_exact(api, "skopeo/copy-a", "v1", image)
+    # The blob-info cache that drives cross-repository mounts lives in the test's dir.
+    assert any(p.name.startswith("blob-info-cache") for p in containers.cache_files())
 
     containers.skopeo(
-        "delete", "--tls-verify=false", "--creds", registry.creds,
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        registry.creds,
         f"docker://{registry.ref('skopeo/copy-b', digest=image.digest)}",
     )
     resp = api.session.get(
@@ -167,9 +198,17 @@ def test_skopeo_multiplatform_index_all(
 
     # Without --all, skopeo resolves the index to the requested platform.
     containers.skopeo(
-        "--override-arch", "arm64", "--override-os", "linux",
-        "copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", registry.creds,
-        f"docker://{ref}", f"oci:{workdir / 'pulled-arm64'}:arm",
+        "--override-arch",
+        "arm64",
+        "--override-os",
+        "linux",
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        registry.creds,
+        f"docker://{ref}",
+        f"oci:{workdir / 'pulled-arm64'}:arm",
     )
     assert_layout_matches(workdir / "pulled-arm64", "arm", arm64, factory.store.path)
 
@@ -200,8 +239,12 @@ def test_skopeo_artifact_with_subject(
     assert doc["config"]["mediaType"] == MT_OCI_EMPTY
 
     dest = workdir / "pulled"
-    pull(containers, registry, f"docker://{registry.ref(repo, digest=artifact.digest)}",
-         f"oci:{dest}:sbom")
+    pull(
+        containers,
+        registry,
+        f"docker://{registry.ref(repo, digest=artifact.digest)}",
+        f"oci:{dest}:sbom",
+    )
     assert layout_ref(dest, "sbom")["digest"] == artifact.digest
     assert_layout_blob(dest, artifact.digest, artifact.manifest)
     for blob in artifact.blobs:
@@ -216,3 +259,44 @@ def test_skopeo_artifact_with_subject(
     assert entries[artifact.digest]["size"] == len(artifact.manifest)
     filtered = api.referrers(repo, image.digest, artifact_type="application/x-none")
     assert artifact.digest not in {m["digest"] for m in filtered["manifests"]}
+
+
+def test_skopeo_rejected_with_wrong_credentials(
+    registry: RegistryTarget,
+    api: RegistryApi,
+    factory: ImageFactory,
+    containers: ContainersTools,
+    workdir: Path,
+) -> None:
+    image = factory.image("skopeo-denied", factory.small_layers("skopeo-denied", 1))
+    src = factory.oci_layout(workdir / "src", [("v1", image)])
+    ref = registry.ref("skopeo/denied", "v1")
+    proc = run(
+        containers.wrap(
+            [
+                "skopeo",
+                "--insecure-policy",
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                f"{registry.username}:wrong-{registry.password}",
+                f"oci:{src}:v1",
+                f"docker://{ref}",
+            ]
+        ),
+        env=containers.env(),
+        check=False,
+    )
+    assert proc.returncode != 0, proc.stderr
+    stderr = proc.stderr.decode(errors="replace").lower()
+    assert "unauthorized" in stderr or "authentication required" in stderr, stderr
+    resp = api.session.get(
+        f"{registry.url}/v2/{registry.name('skopeo/denied')}/manifests/v1",
+        headers={"Accept": image.manifest_descriptor.media_type},
+        timeout=30,
+    )
+    assert resp.status_code == 404, resp.status_code
+    # Anonymous reads are refused with a Basic challenge.
+    anon = requests.get(f"{registry.url}/v2/", timeout=30)
+    assert anon.status_code == 401
+    assert anon.headers.get("WWW-Authenticate", "").lower().startswith("basic")
