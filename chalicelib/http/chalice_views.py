@@ -8,6 +8,7 @@ from collections.abc import Callable
 from chalice.app import Blueprint, Request, Response
 
 from .messages import HttpRequest, HttpResponse
+from .telemetry import logger
 from .v2 import V2Api
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -53,7 +54,10 @@ def v2_blueprint(api: Callable[[], V2Api]) -> Blueprint:
     bp = Blueprint(__name__)
 
     def handle() -> Response:
-        return to_chalice_response(api().handle(to_http_request(bp.current_request)))
+        request = bp.current_request
+        # Log lines of this invocation carry API Gateway's request id.
+        logger.set_correlation_id((request.context or {}).get("requestId"))
+        return to_chalice_response(api().handle(to_http_request(request)))
 
     # Clients send manifests, blobs and forms under many media types; the dispatcher
     # validates bodies itself, so Chalice must not refuse any Content-Type.

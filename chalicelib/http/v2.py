@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -33,6 +34,7 @@ from chalicelib.registry.service import (
 
 from .errors import error_response, internal_error_response
 from .messages import HttpRequest, HttpResponse
+from .telemetry import record_request
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 JSON = "application/json"
@@ -68,8 +70,11 @@ class V2Api:
         self.upload_url = upload_url
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        route = "unknown"
         try:
-            response = self._dispatch(request)
+            route, handler, params = self._route(request)
+            response = handler(self, request, params)
         except RegistryError as error:
             response = error_response(error, request.method)
             if error.status == 401:
@@ -79,9 +84,11 @@ class V2Api:
         response.headers.update(API_VERSION_HEADER)
         if request.method == "HEAD":
             response.body = b""
+        record_request(request, response, route, (time.perf_counter() - started) * 1000)
         return response
 
-    def _dispatch(self, request: HttpRequest) -> HttpResponse:
+    @staticmethod
+    def _route(request: HttpRequest) -> tuple[str, Handler, dict[str, str]]:
         for route in ROUTES:
             match = route.pattern.match(request.path)
             if match is None:
@@ -89,7 +96,7 @@ class V2Api:
             handler = route.methods.get(request.method)
             if handler is None:
                 raise MethodNotAllowedError(headers={"Allow": ", ".join(sorted(route.methods))})
-            return handler(self, request, match.groupdict())
+            return handler.__name__, handler, match.groupdict()
         raise RouteNotFoundError(f"no such endpoint: {request.path}")
 
     # ---------------------------------------------------------------- helpers

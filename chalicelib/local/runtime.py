@@ -32,6 +32,8 @@ def start_moto(host: str = "127.0.0.1", port: int | None = None) -> tuple[object
     from moto.server import ThreadedMotoServer
 
     port = port or free_port(host)
+    # No CloudWatch here: keep powertools' EMF metric lines out of the local console.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
