@@ -6,8 +6,10 @@ Consistency rules this module keeps:
 - Objects under ``registries/<r>/blobs/`` are content-addressed: the upload path may write
   one (its name is the hash of its bytes) but never deletes one; only garbage collection does.
 - Upload sessions advance with a version check, so two concurrent writers cannot both move
-  the same session forward; a loser's stray S3 part fails the multipart ETag check or the
-  digest check, never reaching a committed blob.
+  the same session forward. Clients send a session's chunks one after another (the spec
+  requires it); if two race anyway, the loser's part may replace the winner's part of the
+  same number in S3, which then fails the multipart ETag check or the digest check on
+  completion: the upload fails, it never commits wrong bytes.
 """
 
 from __future__ import annotations
@@ -158,8 +160,11 @@ class RegistryService:
         try:
             self.store.update_upload(advanced)
         except Exception:
-            self._discard_new_tail(session, advanced)
+            # Lost to a concurrent writer (or the save failed): undo only what this request
+            # created; the saved session still points at the previous state.
+            self._undo_receive(session, advanced)
             raise
+        self._delete_scratch(session.tail_key, keep=advanced.tail_key)
         return advanced
 
     def complete_upload(
@@ -173,15 +178,18 @@ class RegistryService:
     ) -> BlobRecord:
         """PUT ?digest=: take an optional last chunk, verify, and commit the blob."""
         expected = Digest.parse(digest)
+        saved = session
         if body is not None and content_length != 0:
             session = self._receive(session, body, content_length)
         try:
             self._store_verified(repo, session, expected)
         except DigestInvalidError:
             self._discard(session, persisted)
+            self._delete_scratch(saved.tail_key, keep=session.tail_key)
             raise
         self.store.commit_blob(repo, str(expected), session.offset, self._clock())
         self._discard(session, persisted, keep_data=True)
+        self._delete_scratch(saved.tail_key, keep=session.tail_key)
         return BlobRecord(str(expected), session.offset)
 
     def upload_blob(
@@ -231,10 +239,10 @@ class RegistryService:
         """Stream ``body`` into S3 parts with memory bounded by one part.
 
         Returns the advanced session without saving it. Nothing it writes is visible: parts
-        belong to an incomplete multipart upload, tails live under the session's scratch
-        prefix at a key naming their offset (so a failed request never changes what the
-        saved session points at), and a small single-request blob may be written under its
-        own content address.
+        belong to an incomplete multipart upload, the remainder goes to a scratch tail under
+        the session's prefix with a key unique to this request (so neither a failed request
+        nor a concurrent one can change what the saved session points at), and a small
+        single-request blob may be written under its own content address.
         """
         part_size = self.settings.part_size
         buffer = bytearray()
@@ -246,29 +254,35 @@ class RegistryService:
         parts = list(session.parts)
         multipart_id = session.multipart_id
         received = 0
-        while True:
-            chunk = body.read(READ_SIZE)
-            if not chunk:
-                break
-            received += len(chunk)
-            if content_length is not None and received > content_length:
-                raise SizeInvalidError("body is longer than Content-Length")
-            if hasher is not None:
-                hasher.update(chunk)
-            buffer += chunk
-            while len(buffer) >= part_size:
-                if multipart_id is None:
-                    multipart_id = self.blobs.create_multipart(session.data_key)
-                number = len(parts) + 1
-                etag = self.blobs.upload_part(
-                    session.data_key, multipart_id, number, bytes(buffer[:part_size])
+        try:
+            while True:
+                chunk = body.read(READ_SIZE)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if content_length is not None and received > content_length:
+                    raise SizeInvalidError("body is longer than Content-Length")
+                if hasher is not None:
+                    hasher.update(chunk)
+                buffer += chunk
+                while len(buffer) >= part_size:
+                    if multipart_id is None:
+                        multipart_id = self.blobs.create_multipart(session.data_key)
+                    number = len(parts) + 1
+                    etag = self.blobs.upload_part(
+                        session.data_key, multipart_id, number, bytes(buffer[:part_size])
+                    )
+                    parts.append(UploadPart(number, etag, part_size))
+                    del buffer[:part_size]
+            if content_length is not None and received != content_length:
+                raise BlobUploadInvalidError(
+                    f"received {received} bytes but Content-Length was {content_length}"
                 )
-                parts.append(UploadPart(number, etag, part_size))
-                del buffer[:part_size]
-        if content_length is not None and received != content_length:
-            raise BlobUploadInvalidError(
-                f"received {received} bytes but Content-Length was {content_length}"
-            )
+        except BaseException:
+            # A multipart upload this request started is recorded nowhere: free it now.
+            if session.multipart_id is None and multipart_id is not None:
+                self.blobs.abort_multipart(session.data_key, multipart_id)
+            raise
         offset = session.offset + received
         sha256 = hasher.hexdigest() if hasher is not None else None
         tail_key: str | None = None
@@ -278,7 +292,8 @@ class RegistryService:
                 # under its content address now, so completing the upload needs no copy.
                 tail_key = blob_key(session.registry, Digest("sha256", sha256))
             else:
-                tail_key = f"{upload_prefix(session.registry, session.upload_id)}tail-{offset}"
+                prefix = upload_prefix(session.registry, session.upload_id)
+                tail_key = f"{prefix}tail-{offset}-{uuid.uuid4().hex}"
             self.blobs.put_object(tail_key, bytes(buffer))
         return replace(
             session,
@@ -338,14 +353,19 @@ class RegistryService:
     def _discard(self, session: UploadSession, persisted: bool, keep_data: bool = False) -> None:
         if not keep_data and session.multipart_id is not None:
             self.blobs.abort_multipart(session.data_key, session.multipart_id)
-        if _is_scratch(session.tail_key) and session.tail_key:
-            self.blobs.delete_object(session.tail_key)
+        self._delete_scratch(session.tail_key)
         if persisted:
             self.store.delete_upload(session.upload_id)
 
-    def _discard_new_tail(self, old: UploadSession, new: UploadSession) -> None:
-        if new.tail_key != old.tail_key and _is_scratch(new.tail_key) and new.tail_key:
-            self.blobs.delete_object(new.tail_key)
+    def _undo_receive(self, saved: UploadSession, unsaved: UploadSession) -> None:
+        if saved.multipart_id is None and unsaved.multipart_id is not None:
+            self.blobs.abort_multipart(unsaved.data_key, unsaved.multipart_id)
+        self._delete_scratch(unsaved.tail_key, keep=saved.tail_key)
+
+    def _delete_scratch(self, key: str | None, keep: str | None = None) -> None:
+        """Delete a scratch tail; content-addressed keys are never deleted here."""
+        if key is not None and key != keep and _is_scratch(key):
+            self.blobs.delete_object(key)
 
     def cleanup_expired_uploads(self, limit: int = 100) -> int:
         """Abort the multipart uploads and scratch objects of expired sessions."""
