@@ -95,6 +95,7 @@ class ManifestItem(Item):
     body = BinaryAttribute(null=True, legacy_encoding=False)
     blobs = ListAttribute(of=UnicodeAttribute, null=True)
     manifests = ListAttribute(of=UnicodeAttribute, null=True)
+    references_in_body = BooleanAttribute(default=False)
     subject = UnicodeAttribute(null=True)
     artifact_type = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute(null=True)

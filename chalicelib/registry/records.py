@@ -48,6 +48,8 @@ class ManifestRecord:
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
     created_at: datetime | None = None
+    # True when ``blobs``/``manifests`` were too long to keep in the record: parse the body.
+    references_in_body: bool = False
 
 
 @dataclass

@@ -422,7 +422,15 @@ class RegistryService:
             raise ManifestBlobUnknownError(
                 detail={"blobs": refs.missing_blobs, "manifests": refs.missing_manifests}
             )
-        inline = len(body) <= self.settings.manifest_inline_limit
+        # A DynamoDB item holds at most 400 KB: the digest lists go in the item unless they
+        # alone would crowd it (then readers such as GC parse the body instead), and the
+        # body goes in only if the whole item stays under the limit.
+        limit = self.settings.manifest_inline_limit
+        references = parsed.required_blob_digests + parsed.child_manifest_digests
+        references_size = sum(len(d) + 8 for d in references)
+        references_inline = references_size <= limit // 2
+        item_size = len(body) + (references_size if references_inline else 0) + 2048
+        inline = item_size <= limit
         if not inline:
             self.blobs.put_object(manifest_key(repo.registry, Digest.parse(parsed.digest)), body)
         record = ManifestRecord(
@@ -430,8 +438,9 @@ class RegistryService:
             media_type=parsed.media_type,
             size=parsed.size,
             body=body if inline else None,
-            blobs=parsed.required_blob_digests,
-            manifests=parsed.child_manifest_digests,
+            blobs=parsed.required_blob_digests if references_inline else [],
+            manifests=parsed.child_manifest_digests if references_inline else [],
+            references_in_body=not references_inline,
             subject=parsed.subject.digest if parsed.subject else None,
             artifact_type=parsed.artifact_type,
             annotations=parsed.annotations,

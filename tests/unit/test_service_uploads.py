@@ -117,7 +117,7 @@ def test_chunks_smaller_than_a_part_crossing_part_boundaries_assemble_byte_exact
         assert all(p.size == PART_SIZE for p in saved.parts)
         assert saved.tail_size == saved.offset - PART_SIZE * len(saved.parts)
     assert [p.number for p in session.parts] == [1, 2]
-    assert session.offset == len(data) == 14 * MIB + 1
+    assert session.offset == len(data) == 13 * MIB + 1
 
     # MemoryBlobStore.complete_multipart raises EntityTooSmall for a short non-final part
     complete(service, repo, session, sha256(data))
@@ -319,11 +319,6 @@ def test_cancel_deletes_the_session_and_its_multipart_upload(
         service.get_upload(repo, session.upload_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: append_upload never deletes the previous scratch tail (tail-<offset>), "
-    "so every PATCH after the first leaks an object under uploads/<id>/",
-)
 def test_cancel_after_several_appends_leaves_no_scratch_objects(
     service: RegistryService, blobs: MemoryBlobStore, repo: RepositoryName
 ) -> None:
@@ -334,10 +329,6 @@ def test_cancel_after_several_appends_leaves_no_scratch_objects(
     assert scratch_keys(blobs, session) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: completed uploads keep the stale scratch tails of earlier PATCHes",
-)
 def test_completed_chunked_upload_leaves_no_scratch_objects(
     service: RegistryService, blobs: MemoryBlobStore, repo: RepositoryName
 ) -> None:
@@ -350,11 +341,6 @@ def test_completed_chunked_upload_leaves_no_scratch_objects(
     assert scratch_keys(blobs, session) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a PATCH whose body is shorter than Content-Length after creating a "
-    "multipart upload raises without aborting it; the multipart is never recorded",
-)
 def test_failed_first_patch_leaves_no_orphan_multipart_upload(
     service: RegistryService, blobs: MemoryBlobStore, repo: RepositoryName
 ) -> None:
@@ -435,11 +421,6 @@ def test_second_writer_from_a_stale_read_is_refused(
     assert saved.offset == len(b"startwinner")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: tail keys are named only by offset; a losing concurrent PATCH of the same "
-    "size overwrites the winner's tail and then deletes it (_discard_new_tail)",
-)
 def test_losing_concurrent_writer_does_not_destroy_the_winners_bytes(
     service: RegistryService,
     store: MemoryMetadataStore,
@@ -458,6 +439,8 @@ def test_losing_concurrent_writer_does_not_destroy_the_winners_bytes(
     assert saved is not None
     assert saved.tail_key is not None
     assert blobs.objects.get(saved.tail_key) == b"startwinner"
+    complete(service, repo, saved, sha256(b"startwinner"))
+    assert blobs.objects[key_of(REGISTRY, sha256(b"startwinner"))] == b"startwinner"
 
 
 # ------------------------------------------------------------------ monolithic, mount

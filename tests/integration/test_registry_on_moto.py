@@ -1,0 +1,345 @@
+"""DynamoMetadataStore + S3BlobStore through RegistryService against a moto server."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from chalicelib.adapters.dynamo import DynamoMetadataStore, repo_pk
+from chalicelib.adapters.dynamo_models import BlobLinkItem
+from chalicelib.adapters.s3 import S3BlobStore
+from chalicelib.registry.digests import Digest
+from chalicelib.registry.errors import BlobUploadInvalidError, DigestInvalidError
+from chalicelib.registry.manifests import OCI_EMPTY, OCI_MANIFEST
+from chalicelib.registry.names import RepositoryName
+from chalicelib.registry.records import UploadSession
+from chalicelib.registry.service import (
+    RegistryService,
+    ServiceSettings,
+    blob_key,
+    manifest_key,
+    upload_prefix,
+)
+from tests.unit.builders import MIB, descriptor, encode, image_manifest, push_blob, sha256
+
+from .conftest import BUCKET, PART_SIZE, Aws
+
+pytestmark = pytest.mark.integration
+
+
+def append(service: RegistryService, session: UploadSession, data: bytes) -> UploadSession:
+    content_range = (session.offset, session.offset + len(data) - 1)
+    return service.append_upload(session, io.BytesIO(data), len(data), content_range)
+
+
+def keys_under(aws: Aws, prefix: str) -> list[str]:
+    listing = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for o in listing.get("Contents", [])]
+
+
+def open_multiparts(aws: Aws, prefix: str) -> list[dict[str, Any]]:
+    listing = aws.s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix)
+    return list(listing.get("Uploads", []))
+
+
+def push_image(service: RegistryService, repo: RepositoryName, tag: str, seed: str) -> bytes:
+    config, layer = f"config {seed}".encode(), f"layer {seed}".encode()
+    push_blob(service, repo, config)
+    push_blob(service, repo, layer)
+    body = image_manifest(config, [layer])
+    service.put_manifest(repo, tag, body, OCI_MANIFEST)
+    return body
+
+
+def test_chunked_12_mib_upload_is_byte_identical_through_a_presigned_get(
+    aws: Aws, service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    chunks = [os.urandom(3 * MIB), os.urandom(4 * MIB), os.urandom(5 * MIB)]
+    data = b"".join(chunks)
+    session = service.start_upload(repo)
+    for chunk in chunks:
+        session = append(service, session, chunk)
+        saved = store.get_upload(session.upload_id)
+        assert saved is not None
+        assert (saved.offset, saved.version) == (session.offset, session.version)
+    service.complete_upload(repo, session, sha256(data), None, 0)
+
+    record, url = service.blob_download_url(repo, sha256(data))
+    assert record.size == len(data)
+    full = requests.get(url, timeout=30)
+    assert full.status_code == 200
+    assert full.content == data
+    partial = requests.get(url, headers={"Range": "bytes=5242870-5242889"}, timeout=30)
+    assert partial.status_code == 206
+    assert partial.content == data[5242870:5242890]
+
+    assert open_multiparts(aws, upload_prefix(repo.registry, session.upload_id)) == []
+    assert store.get_upload(session.upload_id) is None
+    registry = store.get_registry(repo.registry)
+    assert registry is not None
+    assert (registry.storage_bytes, registry.repository_count) == (len(data), 1)
+
+
+def test_presigned_url_is_sigv4_with_the_presign_ttl(
+    aws: Aws, service: RegistryService, repo: RepositoryName
+) -> None:
+    digest = push_blob(service, repo, b"tiny layer")
+    _, url = service.blob_download_url(repo, digest)
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert f"{parts.scheme}://{parts.netloc}" == aws.endpoint
+    assert parts.path == f"/{BUCKET}/{blob_key(repo.registry, Digest.parse(digest))}"
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert query["X-Amz-Expires"] == str(int(service.settings.presign_ttl.total_seconds()))
+    assert query["X-Amz-Credential"].endswith("/us-east-1/s3/aws4_request")
+    assert query["X-Amz-SignedHeaders"] == "host"
+    assert len(query["X-Amz-Signature"]) == 64
+    assert "Signature" not in query and "AWSAccessKeyId" not in query  # not SigV2
+
+
+def test_digest_mismatch_leaves_no_object_and_no_link(
+    aws: Aws, service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    claimed = sha256(b"what the client claimed")
+    data = os.urandom(7 * MIB)
+    session = append(service, service.start_upload(repo), data)
+    with pytest.raises(DigestInvalidError):
+        service.complete_upload(repo, session, claimed, None, 0)
+
+    claimed_key = blob_key(repo.registry, Digest.parse(claimed))
+    assert keys_under(aws, claimed_key) == []
+    assert keys_under(aws, f"registries/{repo.registry}/blobs/") == []
+    assert keys_under(aws, upload_prefix(repo.registry, session.upload_id)) == []
+    assert open_multiparts(aws, f"registries/{repo.registry}/") == []
+    assert store.get_blob_link(repo, claimed) is None
+    assert store.get_registry_blob(repo.registry, claimed) is None
+    assert store.get_upload(session.upload_id) is None
+
+
+def test_concurrent_commits_of_one_blob_count_storage_once_and_every_repository(
+    store: DynamoMetadataStore, registry: str
+) -> None:
+    digest, size, writers = sha256(b"shared"), 123_456, 8
+    barrier = threading.Barrier(writers)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def commit(i: int) -> None:
+        repo = RepositoryName(registry, f"repo-{i}")
+        barrier.wait()
+        try:
+            new = store.commit_blob(repo, digest, size, datetime.now(UTC))
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+            return
+        with lock:
+            results.append(new)
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert errors == []
+    assert sorted(results) == [False] * (writers - 1) + [True]
+    record = store.get_registry(registry)
+    assert record is not None
+    assert record.storage_bytes == size
+    assert record.repository_count == writers
+    for i in range(writers):
+        assert store.get_blob_link(RepositoryName(registry, f"repo-{i}"), digest) is not None
+    assert store.list_repositories(registry, None, 100) == sorted(
+        f"repo-{i}" for i in range(writers)
+    )
+
+
+def test_manifest_push_writes_manifest_tag_and_referrer_together(
+    service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    subject = push_image(service, repo, "v1", "subject")
+    push_blob(service, repo, b"{}")
+    push_blob(service, repo, b"signature")
+    referrer = encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sig",
+            "config": descriptor(OCI_EMPTY, b"{}"),
+            "layers": [descriptor("application/octet-stream", b"signature")],
+            "subject": descriptor(OCI_MANIFEST, subject),
+            "annotations": {"signed-by": "ci"},
+        }
+    )
+    service.put_manifest(repo, "sig", referrer, OCI_MANIFEST)
+
+    manifest = store.get_manifest(repo, sha256(referrer))
+    assert manifest is not None
+    assert manifest.body == referrer
+    assert manifest.subject == sha256(subject)
+    tag = store.get_tag(repo, "sig")
+    assert tag is not None
+    assert tag.digest == sha256(referrer)
+    found = service.list_referrers(repo, sha256(subject), None)
+    assert [(d.digest, d.artifact_type, d.annotations) for d in found] == [
+        (sha256(referrer), "application/vnd.example.sig", {"signed-by": "ci"})
+    ]
+    assert service.list_referrers(repo, sha256(subject), "application/other") == []
+    assert service.manifest_body(repo, service.resolve_manifest(repo, "v1")) == subject
+
+
+def test_tags_list_in_lexical_order_and_page_with_last(
+    service: RegistryService, repo: RepositoryName
+) -> None:
+    body = push_image(service, repo, "v9", "tags")
+    for tag in ("v10", "a", "B", "latest", "_x"):
+        service.put_manifest(repo, tag, body, OCI_MANIFEST)
+    expected = ["B", "_x", "a", "latest", "v10", "v9"]
+    assert service.list_tags(repo, None, None).items == expected
+    seen: list[str] = []
+    last: str | None = None
+    while True:
+        page = service.list_tags(repo, 4 if last is None else 1, last)
+        seen += page.items
+        if not page.more:
+            break
+        last = page.items[-1]
+    assert seen == expected
+    assert service.list_tags(repo, 10, "latest").items == ["v10", "v9"]
+    assert service.list_tags(repo, 10, "v9").items == []
+
+
+def test_delete_manifest_removes_its_tags_but_not_other_tags(
+    service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    doomed = push_image(service, repo, "v1", "doomed")
+    service.put_manifest(repo, "stable", doomed, OCI_MANIFEST)
+    kept = push_image(service, repo, "v2", "kept")
+    service.delete_manifest(repo, sha256(doomed))
+    assert store.get_manifest(repo, sha256(doomed)) is None
+    assert store.get_tag(repo, "v1") is None
+    assert store.get_tag(repo, "stable") is None
+    tag = store.get_tag(repo, "v2")
+    assert tag is not None
+    assert tag.digest == sha256(kept)
+    assert service.list_tags(repo, None, None).items == ["v2"]
+
+
+def test_second_save_from_the_same_read_of_an_upload_is_refused(
+    service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    session = service.start_upload(repo)
+    first = store.get_upload(session.upload_id)
+    second = store.get_upload(session.upload_id)
+    assert first is not None
+    assert second is not None
+    first.offset = 10
+    store.update_upload(first)
+    second.offset = 20
+    with pytest.raises(BlobUploadInvalidError):
+        store.update_upload(second)
+    saved = store.get_upload(session.upload_id)
+    assert saved is not None
+    assert (saved.offset, saved.version) == (10, 1)
+    assert second.version == 0  # the refused copy is left as it was read
+
+
+def test_expired_uploads_are_listed_by_expiry_through_the_index(
+    store: DynamoMetadataStore, registry: str
+) -> None:
+    now = datetime.now(UTC)
+    sessions = {
+        name: UploadSession(
+            upload_id=f"{name}-{uuid.uuid4()}",
+            registry=registry,
+            repository="app",
+            data_key=f"registries/{registry}/uploads/{name}/data",
+            created_at=now - timedelta(hours=3),
+            expires_at=now + delta,
+        )
+        for name, delta in (
+            ("older", timedelta(hours=-2)),
+            ("old", timedelta(minutes=-1)),
+            ("live", timedelta(hours=1)),
+        )
+    }
+    for session in sessions.values():
+        store.put_upload(session)
+
+    expired = [s for s in store.list_expired_uploads(now, 1000) if s.registry == registry]
+    assert [s.upload_id for s in expired] == [
+        sessions["older"].upload_id,
+        sessions["old"].upload_id,
+    ]
+    assert expired[0].data_key == sessions["older"].data_key
+    assert expired[0].expires_at == sessions["older"].expires_at
+
+
+def test_cleanup_aborts_the_multipart_upload_of_an_expired_session(
+    aws: Aws, store: DynamoMetadataStore, blobs: S3BlobStore, repo: RepositoryName
+) -> None:
+    moments = [datetime.now(UTC)]
+    settings = ServiceSettings(part_size=PART_SIZE)
+    service = RegistryService(store, blobs, settings, clock=lambda: moments[0])
+    session = append(service, service.start_upload(repo), os.urandom(6 * MIB))
+    prefix = upload_prefix(repo.registry, session.upload_id)
+    assert len(open_multiparts(aws, prefix)) == 1
+    moments[0] += timedelta(hours=2)
+    assert service.cleanup_expired_uploads(limit=1000) >= 1
+    assert open_multiparts(aws, prefix) == []
+    assert keys_under(aws, prefix) == []
+    assert store.get_upload(session.upload_id) is None
+
+
+def test_manifest_larger_than_300_kb_round_trips_through_s3(
+    aws: Aws, service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    push_blob(service, repo, b"cfg")
+    body = image_manifest(b"cfg", [], annotations={"pad": "z" * (400 * 1024)})
+    assert len(body) > service.settings.manifest_inline_limit
+    service.put_manifest(repo, "big", body, OCI_MANIFEST)
+
+    record = store.get_manifest(repo, sha256(body))
+    assert record is not None
+    assert record.body is None
+    key = manifest_key(repo.registry, Digest.parse(sha256(body)))
+    assert aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
+    resolved = service.resolve_manifest(repo, "big")
+    assert service.manifest_body(repo, resolved) == body
+
+
+def test_many_layer_manifest_under_the_inline_limit_can_be_pushed(
+    service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    layers = [os.urandom(16) for _ in range(2250)]
+    body = encode(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_EMPTY, b"{}"),
+            "layers": [descriptor("application/octet-stream", x) for x in layers],
+        }
+    )
+    assert len(body) <= service.settings.manifest_inline_limit
+    # Link every layer directly (a commit per blob would take most of a minute on moto).
+    push_blob(service, repo, b"{}")
+    with BlobLinkItem.batch_write() as batch:
+        for layer in layers:
+            batch.save(BlobLinkItem(repo_pk(repo), f"LINK#{sha256(layer)}", size=len(layer)))
+
+    service.put_manifest(repo, "wide", body, OCI_MANIFEST)
+    resolved = service.resolve_manifest(repo, "wide")
+    assert service.manifest_body(repo, resolved) == body
+    # 2251 references do not fit beside the body: GC and listings parse the body instead.
+    assert resolved.references_in_body
+    assert resolved.blobs == []
