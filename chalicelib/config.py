@@ -31,6 +31,9 @@ class Settings:
     part_size: int = 8 * 1024 * 1024
     upload_ttl: timedelta = timedelta(hours=1)
     presign_ttl: timedelta = timedelta(minutes=5)
+    # The Docker token-auth service name (the JWT audience) and the JWTs' lifetime.
+    token_service: str = "portside"
+    token_ttl: timedelta = timedelta(minutes=5)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -46,6 +49,8 @@ class Settings:
             part_size=_int("PORTSIDE_PART_SIZE", 8 * 1024 * 1024),
             upload_ttl=timedelta(seconds=_int("PORTSIDE_UPLOAD_TTL_SECONDS", 3600)),
             presign_ttl=timedelta(seconds=_int("PORTSIDE_PRESIGN_TTL_SECONDS", 300)),
+            token_service=env.get("PORTSIDE_TOKEN_SERVICE") or "portside",
+            token_ttl=timedelta(seconds=_int("PORTSIDE_TOKEN_TTL_SECONDS", 300)),
         )
 
 

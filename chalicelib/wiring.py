@@ -9,7 +9,7 @@ from .adapters.dynamo_models import bind_table
 from .adapters.s3 import S3BlobStore, s3_client
 from .config import Settings, settings
 from .http.v2 import V2Api
-from .registry.auth import Authenticator, UploadCapability
+from .registry.auth import Authenticator, RegistryTokens, UploadCapability
 from .registry.service import RegistryService, ServiceSettings
 
 
@@ -30,6 +30,7 @@ def build_v2_api(config: Settings) -> V2Api:
         service,
         Authenticator(store),
         UploadCapability(config.signing_key, config.upload_ttl),
+        RegistryTokens(config.signing_key, config.token_service, config.token_ttl),
         public_url=config.public_url,
         upload_url=config.upload_url,
     )

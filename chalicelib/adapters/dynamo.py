@@ -16,10 +16,15 @@ from pynamodb.exceptions import (
     TransactWriteError,
     UpdateError,
 )
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.registry.errors import BlobUploadInvalidError, ConcurrentWriteError
+from chalicelib.registry.errors import (
+    BlobUploadInvalidError,
+    ConcurrentWriteError,
+    NameUnknownError,
+)
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import (
     BlobRecord,
@@ -36,6 +41,7 @@ from .dynamo_models import (
     BlobLinkItem,
     Item,
     ManifestItem,
+    ReferenceProbe,
     ReferrerItem,
     RegistryBlobItem,
     RegistryItem,
@@ -62,11 +68,17 @@ class FoundReferences:
     repository_exists: bool
     missing_blobs: list[str] = field(default_factory=list)
     missing_manifests: list[str] = field(default_factory=list)
+    manifest_blob_sizes: dict[str, int] = field(default_factory=dict)
 
 
 class DynamoMetadataStore:
     def __init__(self) -> None:
         self._connection: Connection | None = None
+
+    def _require_live_registry(self, repo: RepositoryName) -> None:
+        registry = self.get_registry(repo.registry)
+        if registry is None or registry.deleting:
+            raise NameUnknownError(detail={"name": str(repo)})
 
     def _transaction(self) -> TransactWrite:
         if self._connection is None:
@@ -80,15 +92,7 @@ class DynamoMetadataStore:
             item = RegistryItem.get(reg_pk(name), META)
         except DoesNotExist:
             return None
-        return RegistryRecord(
-            name=name,
-            account_id=item.account_id,
-            plan=item.plan,
-            storage_bytes=int(item.storage_bytes),
-            repository_count=int(item.repository_count),
-            read_only=bool(item.read_only),
-            created_at=item.created_at,
-        )
+        return _registry_record(item)
 
     def put_registry(self, record: RegistryRecord) -> None:
         """Create the registry if its name is free (names are globally unique)."""
@@ -103,6 +107,9 @@ class DynamoMetadataStore:
             repository_count=record.repository_count,
             read_only=record.read_only,
             created_at=record.created_at,
+            storage_updated_at=record.storage_updated_at or record.created_at,
+            subscription_created_at=record.subscription_created_at or record.created_at,
+            subscription_updated_at=record.subscription_updated_at or record.created_at,
         )
         try:
             item.save(condition=RegistryItem.pk.does_not_exist())
@@ -112,28 +119,90 @@ class DynamoMetadataStore:
             raise
 
     def list_registries(self, account_id: str) -> list[RegistryRecord]:
-        out = []
-        for found in RegistryItem.gsi1.query(f"ACCOUNT#{account_id}"):
-            item = cast(RegistryItem, found)
-            name = item.pk.removeprefix("REG#")
-            out.append(RegistryRecord(name=name, account_id=item.account_id, plan=item.plan))
-        return out
+        # Deleting registries move to the DELETING partition of the index: never listed.
+        return [
+            _registry_record(cast(RegistryItem, found))
+            for found in RegistryItem.gsi1.query(f"ACCOUNT#{account_id}")
+        ]
+
+    def mark_registry_deleting(self, name: str) -> bool:
+        try:
+            RegistryItem(reg_pk(name), META).update(
+                actions=[
+                    RegistryItem.deleting.set(True),
+                    RegistryItem.gsi1pk.set("DELETING"),
+                    RegistryItem.gsi1sk.set(name),
+                ],
+                condition=RegistryItem.pk.exists() & _registry_live(),
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def list_deleting_registries(self, limit: int) -> list[str]:
+        return [str(i.gsi1sk) for i in RegistryItem.gsi1.query("DELETING", limit=limit)]
+
+    def purge_registry(self, name: str, budget: int) -> bool:
+        """Delete a deleting registry's items, repository by repository, within ``budget``.
+
+        Safe to stop anywhere and run again: it only ever deletes what a query still finds.
+        """
+        deleted = 0
+        for child in Item.query(reg_pk(name), Item.sk.startswith("REPO#")):
+            repo = RepositoryName(name, child.sk.removeprefix("REPO#"))
+            with Item.batch_write() as batch:
+                for item in Item.query(repo_pk(repo), attributes_to_get=["pk", "sk"]):
+                    batch.delete(item)
+                    deleted += 1
+                    if deleted >= budget:
+                        return False
+            child.delete()
+            deleted += 1
+        with Item.batch_write() as batch:
+            for item in Item.query(reg_pk(name), Item.sk.startswith("BLOB#")):
+                batch.delete(item)
+                deleted += 1
+                if deleted >= budget:
+                    return False
+        Item(reg_pk(name), META).delete(condition=RegistryItem.deleting == True)  # noqa: E712
+        return True
+
+    def update_subscription(self, name: str, plan: str, now: datetime) -> None:
+        RegistryItem(reg_pk(name), META).update(
+            actions=[RegistryItem.plan.set(plan), RegistryItem.subscription_updated_at.set(now)],
+            condition=RegistryItem.pk.exists(),
+        )
 
     def get_token_by_hash(self, token_hash: str) -> TokenRecord | None:
         try:
             item = TokenItem.get(f"TOKEN#{token_hash}", META)
         except DoesNotExist:
             return None
-        return TokenRecord(
-            token_id=item.token_id,
-            token_hash=token_hash,
-            account_id=item.account_id,
-            name=item.name,
-            scopes=frozenset(item.scopes or ()),
-            registries=None if item.all_registries else frozenset(item.registries or ()),
-            expires_at=item.expires_at,
-            created_at=item.created_at,
-        )
+        return _token_record(item)
+
+    def get_token_by_id(self, account_id: str, token_id: str) -> TokenRecord | None:
+        for found in TokenItem.gsi1.query(f"TOKENS#{account_id}", TokenItem.gsi1sk == token_id):
+            return _token_record(cast(TokenItem, found))
+        return None
+
+    def list_tokens(self, account_id: str, after: str | None, limit: int) -> list[TokenRecord]:
+        condition = TokenItem.gsi1sk > after if after is not None else None
+        items = TokenItem.gsi1.query(f"TOKENS#{account_id}", condition, limit=limit)
+        return [_token_record(cast(TokenItem, i)) for i in items]
+
+    def delete_token(self, token_hash: str) -> None:
+        Item(f"TOKEN#{token_hash}", META).delete()
+
+    def touch_token(self, token_hash: str, now: datetime) -> None:
+        try:
+            TokenItem(f"TOKEN#{token_hash}", META).update(
+                actions=[TokenItem.last_used_at.set(now)], condition=TokenItem.pk.exists()
+            )
+        except UpdateError as exc:
+            if not _is_condition_failure(exc):  # revoked meanwhile: nothing to record
+                raise
 
     def put_token(self, record: TokenRecord) -> None:
         TokenItem(
@@ -149,6 +218,7 @@ class DynamoMetadataStore:
             all_registries=record.registries is None,
             expires_at=record.expires_at,
             created_at=record.created_at,
+            last_used_at=record.last_used_at,
         ).save()
 
     # ------------------------------------------------------------ repositories
@@ -164,6 +234,36 @@ class DynamoMetadataStore:
         )
         items = Item.query(reg_pk(registry), condition, limit=limit)
         return [i.sk.removeprefix("REPO#") for i in items]
+
+    def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
+        tags = Item.count(repo_pk(repo), Item.sk.startswith("TAG#"))
+        manifests = Item.count(repo_pk(repo), Item.sk.startswith("MANIFEST#"))
+        return tags, manifests
+
+    def delete_repository(self, repo: RepositoryName) -> bool:
+        """Its manifests, tags, referrer entries and blob links, then the repository and
+        its count. Blobs stay in the registry until garbage collection."""
+        if not self.repository_exists(repo):
+            return False
+        with Item.batch_write() as batch:
+            for item in Item.query(repo_pk(repo), attributes_to_get=["pk", "sk"]):
+                batch.delete(item)
+        try:
+            with self._transaction() as tx:
+                tx.delete(
+                    Item(reg_pk(repo.registry), f"REPO#{repo.repository}"),
+                    condition=Item.pk.exists(),
+                )
+                tx.update(
+                    RegistryItem(reg_pk(repo.registry), META),
+                    actions=[RegistryItem.repository_count.add(-1)],
+                    condition=RegistryItem.pk.exists(),
+                )
+        except TransactWriteError as exc:
+            if _is_transaction_conflict(exc):
+                return False  # deleted by a concurrent request
+            raise
+        return True
 
     # ------------------------------------------------------------ blobs
 
@@ -214,17 +314,29 @@ class DynamoMetadataStore:
                             condition=Item.pk.does_not_exist(),
                         )
                         counters.append(RegistryItem.repository_count.add(1))
+                    # Every write asserts that the registry is live, so nothing lands in a
+                    # registry whose content is being purged.
                     if counters:
+                        if not blob_exists:
+                            counters.append(RegistryItem.storage_updated_at.set(now))
                         tx.update(
                             RegistryItem(reg_pk(repo.registry), META),
                             actions=counters,
-                            condition=RegistryItem.pk.exists(),
+                            condition=RegistryItem.pk.exists() & _registry_live(),
+                        )
+                    else:
+                        tx.condition_check(
+                            RegistryItem,
+                            reg_pk(repo.registry),
+                            META,
+                            condition=RegistryItem.pk.exists() & _registry_live(),
                         )
                     tx.save(
                         BlobLinkItem(repo_pk(repo), f"LINK#{digest}", size=size, created_at=now)
                     )
             except TransactWriteError as exc:
                 if _is_transaction_conflict(exc):
+                    self._require_live_registry(repo)
                     continue
                 raise
             return not blob_exists
@@ -263,11 +375,15 @@ class DynamoMetadataStore:
         blob_keys = {(repo_pk(repo), f"LINK#{d}"): d for d in blobs}
         manifest_keys = {(repo_pk(repo), f"MANIFEST#{d}"): d for d in manifests}
         keys = [repo_key, *blob_keys, *manifest_keys]
-        found = {(i.pk, i.sk) for i in Item.batch_get(keys, attributes_to_get=["pk", "sk"])}
+        items = ReferenceProbe.batch_get(keys, attributes_to_get=["pk", "sk", "blobs_size"])
+        found = {(i.pk, i.sk): i for i in items}
         return FoundReferences(
             repository_exists=repo_key in found,
             missing_blobs=sorted(d for k, d in blob_keys.items() if k not in found),
             missing_manifests=sorted(d for k, d in manifest_keys.items() if k not in found),
+            manifest_blob_sizes={
+                d: int(found[k].blobs_size or 0) for k, d in manifest_keys.items() if k in found
+            },
         )
 
     def put_manifest(
@@ -296,6 +412,7 @@ class DynamoMetadataStore:
                             blobs=record.blobs or None,
                             manifests=record.manifests or None,
                             references_in_body=record.references_in_body,
+                            blobs_size=record.blobs_size,
                             subject=record.subject,
                             artifact_type=record.artifact_type,
                             created_at=record.created_at,
@@ -324,6 +441,13 @@ class DynamoMetadataStore:
                                 annotations=_bounded_annotations(record.annotations),
                             )
                         )
+                    if not create_repository:
+                        tx.condition_check(
+                            RegistryItem,
+                            reg_pk(repo.registry),
+                            META,
+                            condition=RegistryItem.pk.exists() & _registry_live(),
+                        )
                     if create_repository:
                         tx.save(
                             RepositoryItem(
@@ -338,6 +462,7 @@ class DynamoMetadataStore:
                         )
             except TransactWriteError as exc:
                 if _is_transaction_conflict(exc):
+                    self._require_live_registry(repo)
                     continue
                 raise
             return
@@ -396,6 +521,18 @@ class DynamoMetadataStore:
         return [
             TagRecord(i.sk.removeprefix("TAG#"), i.digest, i.updated_at)
             for i in TagItem.query(repo_pk(repo), condition, limit=limit)
+        ]
+
+    def list_manifests(
+        self, repo: RepositoryName, after: str | None, limit: int
+    ) -> list[ManifestRecord]:
+        condition = (
+            Item.sk.startswith("MANIFEST#")
+            if after is None
+            else Item.sk.between(f"MANIFEST#{after}\x00", "MANIFEST#\U0010ffff")
+        )
+        return [
+            _manifest_record(i) for i in ManifestItem.query(repo_pk(repo), condition, limit=limit)
         ]
 
     def list_referrers(self, repo: RepositoryName, subject: str) -> list[ManifestRecord]:
@@ -467,6 +604,43 @@ def _exists(pk: str, sk: str) -> bool:
     return True
 
 
+def _registry_live() -> Condition:
+    live: Condition = RegistryItem.deleting.does_not_exist() | (
+        RegistryItem.deleting == False  # noqa: E712
+    )
+    return live
+
+
+def _registry_record(item: RegistryItem) -> RegistryRecord:
+    return RegistryRecord(
+        name=item.pk.removeprefix("REG#"),
+        account_id=item.account_id,
+        plan=item.plan,
+        storage_bytes=int(item.storage_bytes),
+        repository_count=int(item.repository_count),
+        read_only=bool(item.read_only),
+        created_at=item.created_at,
+        storage_updated_at=item.storage_updated_at,
+        subscription_created_at=item.subscription_created_at,
+        subscription_updated_at=item.subscription_updated_at,
+        deleting=bool(item.deleting),
+    )
+
+
+def _token_record(item: TokenItem) -> TokenRecord:
+    return TokenRecord(
+        token_id=item.token_id,
+        token_hash=item.pk.removeprefix("TOKEN#"),
+        account_id=item.account_id,
+        name=item.name,
+        scopes=frozenset(item.scopes or ()),
+        registries=None if item.all_registries else frozenset(item.registries or ()),
+        expires_at=item.expires_at,
+        created_at=item.created_at,
+        last_used_at=item.last_used_at,
+    )
+
+
 def _manifest_record(item: ManifestItem) -> ManifestRecord:
     return ManifestRecord(
         digest=item.sk.removeprefix("MANIFEST#"),
@@ -476,6 +650,7 @@ def _manifest_record(item: ManifestItem) -> ManifestRecord:
         blobs=[str(d) for d in item.blobs or []],
         manifests=[str(d) for d in item.manifests or []],
         references_in_body=bool(item.references_in_body),
+        blobs_size=int(item.blobs_size or 0),
         subject=item.subject,
         artifact_type=item.artifact_type,
         created_at=item.created_at,

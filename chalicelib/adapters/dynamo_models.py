@@ -15,6 +15,7 @@ a Query on one partition, never a Scan:
 
 GSI1 (gsi1pk / gsi1sk) gives the cross-partition views:
   ACCOUNT#<account>   REG#<registry>           registries of an account
+  DELETING            <registry>               registries whose content is being purged
   MANIFESTS#<reg>     <repo>@<digest>          all manifests of a registry (GC)
   TAGS#<reg>          <repo>:<tag>             all tags of a registry (GC)
   UPLOADS             <expires_at>#<id>        upload sessions by expiry (cleanup)
@@ -72,7 +73,11 @@ class RegistryItem(Item):
     storage_bytes = NumberAttribute(default=0)
     repository_count = NumberAttribute(default=0)
     read_only = BooleanAttribute(default=False)
+    deleting = BooleanAttribute(default=False)
     created_at = UTCDateTimeAttribute(null=True)
+    storage_updated_at = UTCDateTimeAttribute(null=True)
+    subscription_created_at = UTCDateTimeAttribute(null=True)
+    subscription_updated_at = UTCDateTimeAttribute(null=True)
 
 
 class RegistryBlobItem(Item):
@@ -96,9 +101,16 @@ class ManifestItem(Item):
     blobs = ListAttribute(of=UnicodeAttribute, null=True)
     manifests = ListAttribute(of=UnicodeAttribute, null=True)
     references_in_body = BooleanAttribute(default=False)
+    blobs_size = NumberAttribute(default=0)
     subject = UnicodeAttribute(null=True)
     artifact_type = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute(null=True)
+
+
+class ReferenceProbe(Item):
+    """What a manifest push reads of each referenced item in its one BatchGetItem."""
+
+    blobs_size = NumberAttribute(null=True)
 
 
 class TagItem(Item):
@@ -141,6 +153,7 @@ class TokenItem(Item):
     all_registries = BooleanAttribute(default=True)
     expires_at = UTCDateTimeAttribute(null=True)
     created_at = UTCDateTimeAttribute(null=True)
+    last_used_at = UTCDateTimeAttribute(null=True)
 
 
 ALL_MODELS: tuple[type[Item], ...] = (
@@ -150,6 +163,7 @@ ALL_MODELS: tuple[type[Item], ...] = (
     RepositoryItem,
     BlobLinkItem,
     ManifestItem,
+    ReferenceProbe,
     TagItem,
     ReferrerItem,
     UploadItem,

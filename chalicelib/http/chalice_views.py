@@ -31,7 +31,9 @@ def to_http_request(request: Request) -> HttpRequest:
     body = raw.encode("utf-8") if isinstance(raw, str) else raw
     proto = headers.get("x-forwarded-proto", "https")
     host = headers.get("host", "localhost")
-    query = dict(request.query_params or {})
+    params = request.query_params
+    query = dict(params or {})
+    query_lists = {k: list(params.getlist(k)) for k in params} if params else {}
     return HttpRequest(
         method=request.method.upper(),
         path=f"/v2/{proxy}" if proxy else "/v2/",
@@ -40,6 +42,7 @@ def to_http_request(request: Request) -> HttpRequest:
         body=io.BytesIO(body),
         content_length=len(body),
         base_url=f"{proto}://{host}",
+        query_lists=query_lists,
     )
 
 

@@ -17,6 +17,15 @@ class HttpRequest:
     body: BinaryIO
     content_length: int | None
     base_url: str  # scheme://host the client used
+    # Every value of repeated query parameters (``scope`` at the token endpoint).
+    query_lists: Mapping[str, list[str]] = field(default_factory=dict)
+
+    def query_values(self, name: str) -> list[str]:
+        values = self.query_lists.get(name)
+        if values:
+            return list(values)
+        value = self.query.get(name)
+        return [value] if value is not None else []
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

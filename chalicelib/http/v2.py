@@ -10,9 +10,18 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
-from chalicelib.registry.auth import Action, Authenticator, Principal, UploadCapability, utcnow
+from chalicelib.registry.auth import (
+    AccessGrant,
+    Action,
+    Authenticator,
+    Principal,
+    RegistryTokens,
+    RequestedScope,
+    UploadCapability,
+    utcnow,
+)
 from chalicelib.registry.errors import (
     BlobUploadInvalidError,
     ManifestTooBigError,
@@ -23,6 +32,7 @@ from chalicelib.registry.errors import (
     RouteNotFoundError,
     SizeInvalidError,
     UnauthorizedError,
+    UnsupportedError,
 )
 from chalicelib.registry.manifests import OCI_INDEX
 from chalicelib.registry.names import RepositoryName
@@ -38,6 +48,9 @@ from .telemetry import record_request
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 JSON = "application/json"
+
+# What a Bearer challenge asks the token endpoint for, per action.
+SCOPE_ACTIONS = {Action.PULL: "pull", Action.PUSH: "pull,push", Action.DELETE: "delete"}
 
 Handler = Callable[["V2Api", HttpRequest, dict[str, str]], HttpResponse]
 
@@ -60,12 +73,14 @@ class V2Api:
         service: RegistryService,
         authenticator: Authenticator,
         capability: UploadCapability,
+        tokens: RegistryTokens,
         public_url: str | None = None,
         upload_url: str | None = None,
     ) -> None:
         self.service = service
         self.auth = authenticator
         self.capability = capability
+        self.tokens = tokens
         self.public_url = public_url
         self.upload_url = upload_url
 
@@ -101,28 +116,62 @@ class V2Api:
 
     # ---------------------------------------------------------------- helpers
 
-    def _challenge(self, request: HttpRequest) -> str:
-        return 'Basic realm="Portside"'
+    def _challenge(
+        self, request: HttpRequest, scope: str | None = None, error: str | None = None
+    ) -> str:
+        challenge = f'Bearer realm="{self._base(request)}/v2/token",service="{self.tokens.service}"'
+        if scope:
+            challenge += f',scope="{scope}"'
+        if error:
+            challenge += f',error="{error}"'
+        return challenge
 
-    def _principal(self, request: HttpRequest) -> Principal:
+    def _credentials(self, request: HttpRequest) -> tuple[str, str] | None:
+        """("basic", API token) or ("bearer", registry JWT), or None when absent."""
         header = request.header("authorization")
         if not header:
-            raise UnauthorizedError("authentication required")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            raise UnauthorizedError("use HTTP Basic with an API token")
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise UnauthorizedError("malformed Basic credentials") from exc
-        username, _, password = decoded.partition(":")
-        # The API token is both username and password; accept it in either field.
-        return self.auth.authenticate_secret(password or username, utcnow())
+            return None
+        scheme, _, value = header.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and value.strip():
+            return "bearer", value.strip()
+        if scheme == "basic":
+            try:
+                decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise UnauthorizedError("malformed Basic credentials") from exc
+            username, _, password = decoded.partition(":")
+            # The API token is both username and password; accept it in either field.
+            return "basic", password or username
+        raise UnauthorizedError("use Bearer (from the token endpoint) or Basic with an API token")
+
+    def _api_token(self, secret: str) -> Principal:
+        return self.auth.authenticate_secret(secret, utcnow())
 
     def _authorize(self, request: HttpRequest, name: str, action: Action) -> RepositoryName:
         repo = RepositoryName.parse(name)
-        principal = self._principal(request)
-        self.auth.authorize(principal, repo, action)
+        scope = f"repository:{repo}:{SCOPE_ACTIONS[action]}"
+        credentials = self._credentials(request)
+        if credentials is None:
+            raise UnauthorizedError(headers={"WWW-Authenticate": self._challenge(request, scope)})
+        kind, value = credentials
+        if kind == "bearer":
+            try:
+                grant = self.tokens.verify(value)
+            except UnauthorizedError as error:
+                error.headers["WWW-Authenticate"] = self._challenge(request, scope, "invalid_token")
+                raise
+            if not grant.allows(repo, action):
+                # Also the answer for registries the token cannot see: no existence leak.
+                raise UnauthorizedError(
+                    f"the token does not grant {action.value} on {repo}",
+                    detail=[{"Type": "repository", "Name": str(repo), "Action": action.value}],
+                    headers={
+                        "WWW-Authenticate": self._challenge(request, scope, "insufficient_scope")
+                    },
+                )
+            return repo
+        self.auth.authorize(self._api_token(value), repo, action)
         return repo
 
     def _base(self, request: HttpRequest) -> str:
@@ -146,8 +195,55 @@ class V2Api:
     # ---------------------------------------------------------------- base
 
     def ping(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
-        self._principal(request)
+        credentials = self._credentials(request)
+        if credentials is None:
+            raise UnauthorizedError("authentication required")
+        kind, value = credentials
+        if kind == "bearer":
+            self.tokens.verify(value)
+        else:
+            self._api_token(value)
         return _json(200, {})
+
+    # ---------------------------------------------------------------- token endpoint
+
+    def get_token(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        """The Docker token-auth endpoint: Basic credentials in, a short-lived JWT out."""
+        credentials = self._credentials(request)
+        if credentials is None or credentials[0] != "basic":
+            raise UnauthorizedError("the token endpoint takes an API token with HTTP Basic")
+        return self._issue(credentials[1], request.query_values("scope"))
+
+    def post_token(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        """The OAuth2 form of the token endpoint (grant_type password or refresh_token)."""
+        form = parse_qs(_read_limited(request, 64 * 1024).decode("utf-8", "replace"))
+        grant_type = (form.get("grant_type") or [""])[0]
+        if grant_type == "password":
+            secret = (form.get("password") or [""])[0] or (form.get("username") or [""])[0]
+        elif grant_type == "refresh_token":
+            secret = (form.get("refresh_token") or [""])[0]
+        else:
+            raise UnsupportedError(f"unsupported grant_type {grant_type!r}")
+        if not secret:
+            raise UnauthorizedError("credentials required")
+        return self._issue(secret, form.get("scope") or [])
+
+    def _issue(self, secret: str, scopes: list[str]) -> HttpResponse:
+        now = utcnow()
+        principal = self._api_token(secret)
+        grant = self.tokens.grant(principal, RequestedScope.parse_all(scopes), self.auth)
+        token = self.tokens.issue(grant, now)
+        self.auth.record_use(principal, now)
+        expires_in = int(self.tokens.ttl.total_seconds())
+        return _json(
+            200,
+            {
+                "token": token,
+                "access_token": token,
+                "expires_in": expires_in,
+                "issued_at": now.isoformat().replace("+00:00", "Z"),
+            },
+        )
 
     # ---------------------------------------------------------------- blobs
 
@@ -341,11 +437,27 @@ class V2Api:
         return response
 
     def catalog(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
-        principal = self._principal(request)
+        scope = "registry:catalog:*"
+        credentials = self._credentials(request)
+        if credentials is None:
+            raise UnauthorizedError(headers={"WWW-Authenticate": self._challenge(request, scope)})
+        kind, value = credentials
+        viewer: Principal | AccessGrant
+        if kind == "bearer":
+            viewer = self.tokens.verify(value)
+            if not viewer.catalog:
+                raise UnauthorizedError(
+                    "the token does not grant the catalog",
+                    headers={
+                        "WWW-Authenticate": self._challenge(request, scope, "insufficient_scope")
+                    },
+                )
+        else:
+            viewer = self._api_token(value)
         registries = [
             r.name
-            for r in self.service.store.list_registries(principal.account_id)
-            if principal.may_use_registry(r.name)
+            for r in self.service.store.list_registries(viewer.account_id)
+            if viewer.may_use_registry(r.name)
         ]
         page = self.service.catalog(registries, _page_size(request), request.query.get("last"))
         response = _json(200, {"repositories": page.items})
@@ -383,6 +495,7 @@ _DIGEST = r"(?P<digest>[A-Za-z0-9_+.-]+:[A-Za-z0-9=_-]+)"
 ROUTES: tuple[Route, ...] = (
     _route(r"^/v2/?$", GET=V2Api.ping, HEAD=V2Api.ping),
     _route(r"^/v2/_catalog$", GET=V2Api.catalog),
+    _route(r"^/v2/token$", GET=V2Api.get_token, POST=V2Api.post_token),
     _route(rf"^/v2/{_NAME}/tags/list$", GET=V2Api.list_tags),
     _route(rf"^/v2/{_NAME}/referrers/{_DIGEST}$", GET=V2Api.list_referrers),
     _route(

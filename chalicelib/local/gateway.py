@@ -101,7 +101,14 @@ class LocalGateway:
         if is_upload_body(method, path, query):
             response = self._upload_api().handle(
                 HttpRequest(
-                    method, path, query, headers, environ["wsgi.input"], content_length, base_url
+                    method,
+                    path,
+                    query,
+                    headers,
+                    environ["wsgi.input"],
+                    content_length,
+                    base_url,
+                    _query_lists(pairs),
                 )
             )
             return self._reply(start_response, response.status, response.headers, response.body)
@@ -144,6 +151,13 @@ class LocalGateway:
         return [body]
 
 
+def _query_lists(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    lists: dict[str, list[str]] = {}
+    for k, v in pairs:
+        lists.setdefault(k, []).append(v)
+    return lists
+
+
 def _headers(environ: dict[str, Any]) -> dict[str, str]:
     headers = {}
     for key, value in environ.items():
@@ -162,9 +176,7 @@ def _proxy_event(
     """An API Gateway REST (v1) proxy integration event, as Lambda would receive it."""
     rest = path[len("/v2") :].lstrip("/")
     resource = "/v2/{proxy+}" if rest else "/v2"
-    multi_query: dict[str, list[str]] = {}
-    for k, v in pairs:
-        multi_query.setdefault(k, []).append(v)
+    multi_query = _query_lists(pairs)
     return {
         "resource": resource,
         "path": path,

@@ -8,6 +8,7 @@ secrets are done by the hash lookup, never by string equality on secrets.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,12 +16,19 @@ from enum import StrEnum
 
 import jwt
 
-from .errors import BlobUploadUnknownError, DeniedError, NameUnknownError, UnauthorizedError
+from .errors import (
+    BlobUploadUnknownError,
+    DeniedError,
+    NameInvalidError,
+    NameUnknownError,
+    UnauthorizedError,
+)
 from .names import RepositoryName
 from .ports import MetadataStore
 from .records import TokenRecord
 
 TOKEN_PREFIX = "pst_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 SCOPES = frozenset({"pull", "push", "admin"})
 
 
@@ -73,16 +81,18 @@ class Authenticator:
             raise UnauthorizedError("token expired")
         return Principal(record)
 
-    def authorize(self, principal: Principal, repo: RepositoryName, action: Action) -> None:
-        """Refuse unless ``principal`` may do ``action`` on ``repo``.
+    def record_use(self, principal: Principal, now: datetime) -> None:
+        """Note when a token was last used, at most once a minute per token, so that busy
+        tokens do not turn every request into a write."""
+        last = principal.token.last_used_at
+        if last is None or now - last >= LAST_USED_RESOLUTION:
+            self._store.touch_token(principal.token.token_hash, now)
 
-        A registry that does not exist and one that belongs to another account (or is
-        outside the token's registry list) answer the same NAME_UNKNOWN, so that tokens
-        cannot probe which registry names exist elsewhere.
-        """
+    def require_registry(self, principal: Principal, repo: RepositoryName) -> None:
         registry = self._store.get_registry(repo.registry)
         if (
             registry is None
+            or registry.deleting
             or registry.account_id != principal.account_id
             or not principal.may_use_registry(repo.registry)
         ):
@@ -90,6 +100,15 @@ class Authenticator:
                 f"registry {repo.registry!r} does not exist or is not accessible",
                 detail={"name": str(repo)},
             )
+
+    def authorize(self, principal: Principal, repo: RepositoryName, action: Action) -> None:
+        """Refuse unless ``principal`` may do ``action`` on ``repo``.
+
+        A registry that does not exist and one that belongs to another account (or is
+        outside the token's registry list) answer the same NAME_UNKNOWN, so that tokens
+        cannot probe which registry names exist elsewhere.
+        """
+        self.require_registry(principal, repo)
         if not principal.may(action):
             raise DeniedError(
                 f"token may not {action.value} {repo}",
@@ -107,7 +126,7 @@ class UploadCapability:
     ALGORITHM = "HS256"
 
     def __init__(self, key: str, ttl: timedelta) -> None:
-        self._key = key
+        self._key = derive_key(key, "upload-capability")
         self._ttl = ttl
 
     def issue(self, upload_id: str, repo: RepositoryName, now: datetime) -> str:
@@ -127,3 +146,156 @@ class UploadCapability:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- registry JWTs
+#
+# The Docker token-auth protocol: a client that gets 401 with a Bearer challenge asks the
+# token endpoint for a short-lived JWT listing the actions it may do on named repositories,
+# then sends it with every request. The registry checks the JWT's signature and claims
+# only: no database read on the request path. The API token behind it is checked once, at
+# issue time, so revoking an API token takes effect within one JWT lifetime.
+
+REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
+
+
+def derive_key(secret: str, purpose: str) -> bytes:
+    """One key per purpose from the shared signing secret, so a JWT minted for one use
+    (an upload capability) can never verify as another (a registry access token)."""
+    return hmac.new(secret.encode("utf-8"), purpose.encode("utf-8"), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    """What a registry JWT allows: actions per repository, and the catalog."""
+
+    token_id: str
+    account_id: str
+    registries: frozenset[str] | None
+    repositories: dict[str, frozenset[str]]
+    catalog: bool = False
+
+    def allows(self, repo: RepositoryName, action: Action) -> bool:
+        return action.value in self.repositories.get(str(repo), frozenset())
+
+    def may_use_registry(self, registry: str) -> bool:
+        return self.registries is None or registry in self.registries
+
+
+@dataclass(frozen=True)
+class RequestedScope:
+    kind: str  # "repository" or "registry"
+    name: str
+    actions: frozenset[str]
+
+    @classmethod
+    def parse_all(cls, values: list[str]) -> list[RequestedScope]:
+        """``repository:<name>:pull,push`` and ``registry:catalog:*``; several may be given
+        as repeated parameters or space-separated (the OAuth2 form)."""
+        scopes = []
+        for value in values:
+            for item in value.split():
+                kind, sep, rest = item.partition(":")
+                name, sep2, actions = rest.rpartition(":")
+                if not sep or not sep2 or not name:
+                    continue  # malformed scopes grant nothing, as in distribution
+                scopes.append(cls(kind, name, frozenset(a for a in actions.split(",") if a)))
+        return scopes
+
+
+class RegistryTokens:
+    ALGORITHM = "HS256"
+    ISSUER = "portside"
+
+    def __init__(self, secret: str, service: str, ttl: timedelta) -> None:
+        self._key = derive_key(secret, "registry-jwt")
+        self.service = service
+        self.ttl = ttl
+
+    def grant(
+        self, principal: Principal, scopes: list[RequestedScope], authorizer: Authenticator
+    ) -> AccessGrant:
+        """Intersect what was asked with what the API token may do. Repositories the
+        token may not see are granted nothing (never an error: no existence leak)."""
+        repositories: dict[str, frozenset[str]] = {}
+        catalog = False
+        for scope in scopes:
+            if scope.kind == "registry" and scope.name == "catalog":
+                catalog = principal.may(Action.PULL)
+                continue
+            if scope.kind != "repository":
+                continue
+            try:
+                repo = RepositoryName.parse(scope.name)
+            except NameInvalidError:
+                continue
+            wanted = REPOSITORY_ACTIONS if "*" in scope.actions else scope.actions
+            try:
+                authorizer.require_registry(principal, repo)
+            except NameUnknownError:
+                continue
+            allowed = {
+                action.value
+                for action in (Action.PULL, Action.PUSH, Action.DELETE)
+                if action.value in wanted and principal.may(action)
+            }
+            repositories[str(repo)] = frozenset(allowed) | repositories.get(str(repo), frozenset())
+        return AccessGrant(
+            principal.token.token_id,
+            principal.account_id,
+            principal.token.registries,
+            repositories,
+            catalog,
+        )
+
+    def issue(self, grant: AccessGrant, now: datetime) -> str:
+        access: list[dict[str, object]] = [
+            {"type": "repository", "name": name, "actions": sorted(actions)}
+            for name, actions in sorted(grant.repositories.items())
+        ]
+        if grant.catalog:
+            access.append({"type": "registry", "name": "catalog", "actions": ["*"]})
+        claims = {
+            "iss": self.ISSUER,
+            "sub": grant.token_id,
+            "aud": self.service,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl,
+            "jti": secrets.token_urlsafe(12),
+            "access": access,
+            "account": grant.account_id,
+            "registries": sorted(grant.registries) if grant.registries is not None else None,
+        }
+        return jwt.encode(claims, self._key, algorithm=self.ALGORITHM)
+
+    def verify(self, token: str) -> AccessGrant:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self.ALGORITHM],  # never "none", never one the token names
+                audience=self.service,
+                issuer=self.ISSUER,
+                options={"require": ["exp", "iat", "aud", "iss", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise UnauthorizedError(f"invalid registry token: {exc}") from exc
+        try:
+            repositories: dict[str, frozenset[str]] = {}
+            catalog = False
+            for entry in claims.get("access") or []:
+                if entry["type"] == "repository":
+                    repositories[entry["name"]] = frozenset(entry["actions"])
+                elif entry["type"] == "registry" and entry["name"] == "catalog":
+                    catalog = True
+            registries = claims.get("registries")
+            return AccessGrant(
+                str(claims["sub"]),
+                str(claims["account"]),
+                frozenset(registries) if registries is not None else None,
+                repositories,
+                catalog,
+            )
+        except (KeyError, TypeError) as exc:
+            raise UnauthorizedError("malformed registry token claims") from exc

@@ -15,6 +15,12 @@ class RegistryRecord:
     repository_count: int = 0
     read_only: bool = False
     created_at: datetime | None = None
+    storage_updated_at: datetime | None = None
+    subscription_created_at: datetime | None = None
+    subscription_updated_at: datetime | None = None
+    # Set when the registry is deleted: it is invisible at once, its content is purged in
+    # the background, and the name is free when the record itself goes.
+    deleting: bool = False
 
 
 @dataclass
@@ -27,6 +33,7 @@ class TokenRecord:
     registries: frozenset[str] | None = None  # None: every registry of the account
     expires_at: datetime | None = None
     created_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 @dataclass
@@ -50,6 +57,8 @@ class ManifestRecord:
     created_at: datetime | None = None
     # True when ``blobs``/``manifests`` were too long to keep in the record: parse the body.
     references_in_body: bool = False
+    # Bytes of the blobs it references as stored (for an index: its children's, summed).
+    blobs_size: int = 0
 
 
 @dataclass

@@ -14,6 +14,7 @@ from chalicelib.registry.auth import (
     Action,
     Authenticator,
     UploadCapability,
+    derive_key,
     hash_token,
     new_token_secret,
 )
@@ -136,7 +137,7 @@ def now() -> datetime:
 def test_capability_verifies_for_its_session_and_repository(capability: UploadCapability) -> None:
     token = capability.issue("upload-1", REPO, now())
     capability.verify(token, "upload-1", REPO)  # does not raise
-    claims = jwt.decode(token, KEY, algorithms=["HS256"])
+    claims = jwt.decode(token, derive_key(KEY, "upload-capability"), algorithms=["HS256"])
     assert (claims["sid"], claims["repo"]) == ("upload-1", str(REPO))
 
 

@@ -16,7 +16,7 @@ from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.chalice_views import BINARY_TYPES, v2_blueprint
 from chalicelib.http.v2 import V2Api
 from chalicelib.local.gateway import LambdaContext, _proxy_event
-from chalicelib.registry.auth import Authenticator, UploadCapability
+from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.digests import Digest
 from chalicelib.registry.manifests import OCI_MANIFEST
 from chalicelib.registry.names import RepositoryName
@@ -64,7 +64,12 @@ def body_bytes(result: dict[str, Any]) -> bytes:
 
 @pytest.fixture
 def api(service: RegistryService, store: MemoryMetadataStore) -> V2Api:
-    return V2Api(service, Authenticator(store), UploadCapability(KEY, timedelta(hours=1)))
+    return V2Api(
+        service,
+        Authenticator(store),
+        UploadCapability(KEY, timedelta(hours=1)),
+        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
+    )
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.v2 import V2Api
-from chalicelib.registry.auth import Authenticator, UploadCapability
+from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.errors import ERROR_TABLE
 from chalicelib.registry.manifests import OCI_INDEX, OCI_MANIFEST
 from chalicelib.registry.names import RepositoryName
@@ -59,7 +59,12 @@ class Client:
 
 @pytest.fixture
 def api(service: RegistryService, store: MemoryMetadataStore) -> V2Api:
-    return V2Api(service, Authenticator(store), UploadCapability(KEY, timedelta(hours=1)))
+    return V2Api(
+        service,
+        Authenticator(store),
+        UploadCapability(KEY, timedelta(hours=1)),
+        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
+    )
 
 
 @pytest.fixture
