@@ -6,13 +6,14 @@ from __future__ import annotations
 from chalice.app import Chalice
 
 from .events.handlers import events_blueprint
-from .http.chalice_views import BINARY_TYPES, v2_blueprint
-from .wiring import v2_api
+from .http.chalice_views import BINARY_TYPES, management_blueprint, v2_blueprint
+from .wiring import management_api, v2_api
 
 
 def create_app() -> Chalice:
     app = Chalice(app_name="portside")
     app.api.binary_types = list(BINARY_TYPES)
     app.register_blueprint(v2_blueprint(v2_api))
+    app.register_blueprint(management_blueprint(management_api))
     app.register_blueprint(events_blueprint())
     return app

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import urlsplit
 
 from .adapters.dynamo import DynamoMetadataStore
 from .adapters.dynamo_models import bind_table
 from .adapters.s3 import S3BlobStore, s3_client
+from .api.routes import ManagementApi
 from .config import Settings, settings
 from .http.v2 import V2Api
 from .registry.auth import Authenticator, RegistryTokens, UploadCapability
+from .registry.management import ManagementService
 from .registry.service import RegistryService, ServiceSettings
 
 
-def build_v2_api(config: Settings) -> V2Api:
+@lru_cache(maxsize=1)
+def _stores() -> tuple[DynamoMetadataStore, S3BlobStore]:
+    config = settings()
     bind_table(config.table_name, config.region)
-    store = DynamoMetadataStore()
-    blobs = S3BlobStore(config.bucket, s3_client(config.aws_endpoint_url, config.region))
+    return (
+        DynamoMetadataStore(),
+        S3BlobStore(config.bucket, s3_client(config.aws_endpoint_url, config.region)),
+    )
+
+
+def build_v2_api(config: Settings) -> V2Api:
+    store, blobs = _stores()
     service = RegistryService(
         store,
         blobs,
@@ -39,3 +50,14 @@ def build_v2_api(config: Settings) -> V2Api:
 @lru_cache(maxsize=1)
 def v2_api() -> V2Api:
     return build_v2_api(settings())
+
+
+@lru_cache(maxsize=1)
+def management_api() -> ManagementApi:
+    config = settings()
+    registry = v2_api().service
+    service = ManagementService(
+        registry.store, registry.blobs, registry, Authenticator(registry.store)
+    )
+    host = urlsplit(config.public_url).netloc if config.public_url else None
+    return ManagementApi(service, registry_host=host)

@@ -367,6 +367,12 @@ class DynamoMetadataStore:
             return None
         return TagRecord(tag, item.digest, item.updated_at)
 
+    def get_manifests(
+        self, repo: RepositoryName, digests: Sequence[str]
+    ) -> dict[str, ManifestRecord]:
+        keys = [(repo_pk(repo), f"MANIFEST#{d}") for d in sorted(set(digests))]
+        return {r.digest: r for r in (_manifest_record(i) for i in ManifestItem.batch_get(keys))}
+
     def check_references(
         self, repo: RepositoryName, blobs: Sequence[str], manifests: Sequence[str]
     ) -> FoundReferences:

@@ -91,12 +91,19 @@ class MemoryBlobStore:
         self.calls.append("abort_multipart")
         self.multipart.pop(multipart_id, None)
 
+    def delete_prefix(self, prefix: str, budget: int) -> bool:
+        keys = [k for k in self.objects if k.startswith(prefix)]
+        for key in keys[:budget]:
+            del self.objects[key]
+        return len(keys) <= budget
+
 
 @dataclass
 class _Refs:
     repository_exists: bool
     missing_blobs: list[str] = field(default_factory=list)
     missing_manifests: list[str] = field(default_factory=list)
+    manifest_blob_sizes: dict[str, int] = field(default_factory=dict)
 
 
 class MemoryMetadataStore:
@@ -123,11 +130,82 @@ class MemoryMetadataStore:
     def list_registries(self, account_id: str) -> list[RegistryRecord]:
         return [replace(r) for r in self.registries.values() if r.account_id == account_id]
 
+    def mark_registry_deleting(self, name: str) -> bool:
+        record = self.registries.get(name)
+        if record is None or record.deleting:
+            return False
+        record.deleting = True
+        return True
+
+    def list_deleting_registries(self, limit: int) -> list[str]:
+        return sorted(n for n, r in self.registries.items() if r.deleting)[:limit]
+
+    def purge_registry(self, name: str, budget: int) -> bool:
+        for repo in [r for r in list(self.links) + list(self.manifests) if r.registry == name]:
+            self.links.pop(repo, None)
+            self.manifests.pop(repo, None)
+            self.tags.pop(repo, None)
+        self.repositories.pop(name, None)
+        self.registry_blobs.pop(name, None)
+        self.registries.pop(name, None)
+        return True
+
+    def update_subscription(self, name: str, plan: str, now: datetime) -> None:
+        record = self.registries[name]
+        record.plan = plan
+        record.subscription_updated_at = now
+
     def get_token_by_hash(self, token_hash: str) -> TokenRecord | None:
         return self.tokens.get(token_hash)
 
     def put_token(self, record: TokenRecord) -> None:
         self.tokens[record.token_hash] = record
+
+    def get_token_by_id(self, account_id: str, token_id: str) -> TokenRecord | None:
+        for record in self.tokens.values():
+            if record.account_id == account_id and record.token_id == token_id:
+                return record
+        return None
+
+    def list_tokens(self, account_id: str, after: str | None, limit: int) -> list[TokenRecord]:
+        found = sorted(
+            (t for t in self.tokens.values() if t.account_id == account_id),
+            key=lambda t: t.token_id,
+        )
+        return [t for t in found if after is None or t.token_id > after][:limit]
+
+    def delete_token(self, token_hash: str) -> None:
+        self.tokens.pop(token_hash, None)
+
+    def touch_token(self, token_hash: str, now: datetime) -> None:
+        record = self.tokens.get(token_hash)
+        if record is not None:
+            record.last_used_at = now
+
+    def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
+        return len(self.tags.get(repo, {})), len(self.manifests.get(repo, {}))
+
+    def delete_repository(self, repo: RepositoryName) -> bool:
+        with self._lock:
+            if not self.repository_exists(repo):
+                return False
+            self.repositories[repo.registry].discard(repo.repository)
+            self.registries[repo.registry].repository_count -= 1
+            for table in (self.links, self.manifests, self.tags):
+                table.pop(repo, None)
+            return True
+
+    def get_manifests(
+        self, repo: RepositoryName, digests: Sequence[str]
+    ) -> dict[str, ManifestRecord]:
+        known = self.manifests.get(repo, {})
+        return {d: known[d] for d in digests if d in known}
+
+    def list_manifests(
+        self, repo: RepositoryName, after: str | None, limit: int
+    ) -> list[ManifestRecord]:
+        found = sorted(self.manifests.get(repo, {}).values(), key=lambda m: m.digest)
+        return [m for m in found if after is None or m.digest > after][:limit]
 
     def repository_exists(self, repo: RepositoryName) -> bool:
         return repo.repository in self.repositories.get(repo.registry, set())
@@ -177,6 +255,7 @@ class MemoryMetadataStore:
             self.repository_exists(repo),
             sorted(d for d in blobs if d not in links),
             sorted(d for d in manifests if d not in known),
+            {d: known[d].blobs_size for d in manifests if d in known},
         )
 
     def put_manifest(

@@ -83,6 +83,20 @@ class S3BlobStore:
         with contextlib.suppress(self.client.exceptions.NoSuchUpload):
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=multipart_id)
 
+    def delete_prefix(self, prefix: str, budget: int) -> bool:
+        deleted = 0
+        while deleted < budget:
+            listing = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=prefix, MaxKeys=min(1000, budget - deleted)
+            )
+            keys = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
+            if not keys:
+                return True
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+        listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return not listing.get("Contents")
+
     def create_bucket(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from chalice.app import Blueprint, Rate
 
-from chalicelib.wiring import v2_api
+from chalicelib.wiring import management_api, v2_api
 
 logger = Logger(service="portside")
 
@@ -24,11 +24,24 @@ def cleanup_expired_uploads() -> int:
     return total
 
 
+def purge_deleted_registries() -> int:
+    """Remove the content of deleted registries; each run does a bounded amount of work
+    and the next run resumes where it stopped."""
+    finished = management_api().service.purge_deleted_registries()
+    if finished:
+        logger.info("deleted registries purged", extra={"registries": finished})
+    return finished
+
+
 def events_blueprint() -> Blueprint:
     bp = Blueprint(__name__)
 
     @bp.schedule(Rate(15, unit=Rate.MINUTES), name="cleanup-expired-uploads")
     def cleanup_expired_uploads_schedule(event: Any) -> None:
         cleanup_expired_uploads()
+
+    @bp.schedule(Rate(1, unit=Rate.MINUTES), name="purge-deleted-registries")
+    def purge_deleted_registries_schedule(event: Any) -> None:
+        purge_deleted_registries()
 
     return bp

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from chalice.app import Blueprint, Request, Response
 
+from chalicelib.api.routes import ManagementApi
+
 from .messages import HttpRequest, HttpResponse
 from .telemetry import logger
 from .v2 import V2Api
@@ -24,7 +26,7 @@ BINARY_TYPES = [
 ]
 
 
-def to_http_request(request: Request) -> HttpRequest:
+def to_http_request(request: Request, prefix: str = "/v2") -> HttpRequest:
     proxy = (request.uri_params or {}).get("proxy")
     headers = {k.lower(): v for k, v in request.headers.items()}
     raw = request.raw_body or b""
@@ -36,7 +38,7 @@ def to_http_request(request: Request) -> HttpRequest:
     query_lists = {k: list(params.getlist(k)) for k in params} if params else {}
     return HttpRequest(
         method=request.method.upper(),
-        path=f"/v2/{proxy}" if proxy else "/v2/",
+        path=_path(request, prefix, proxy),
         query=query,
         headers=headers,
         body=io.BytesIO(body),
@@ -44,6 +46,16 @@ def to_http_request(request: Request) -> HttpRequest:
         base_url=f"{proto}://{host}",
         query_lists=query_lists,
     )
+
+
+def _path(request: Request, prefix: str, proxy: str | None) -> str:
+    # The management API matches the path as sent (with %2F inside repository names), which
+    # the event's ``path`` keeps; /v2 names never contain encoded characters.
+    if prefix != "/v2":
+        raw = request.to_original_event().get("path")
+        if isinstance(raw, str) and raw.startswith(prefix):
+            return raw
+    return f"{prefix}/{proxy}" if proxy else f"{prefix}/"
 
 
 def to_chalice_response(response: HttpResponse) -> Response:
@@ -71,5 +83,17 @@ def v2_blueprint(api: Callable[[], V2Api]) -> Blueprint:
     @bp.route("/v2/{proxy+}", methods=METHODS, content_types=["*/*"])
     def v2_proxy() -> Response:
         return handle()
+
+    return bp
+
+
+def management_blueprint(api: Callable[[], ManagementApi]) -> Blueprint:
+    bp = Blueprint(__name__)
+
+    @bp.route("/api/v1/{proxy+}", methods=METHODS, content_types=["*/*"])
+    def management_proxy() -> Response:
+        request = bp.current_request
+        logger.set_correlation_id((request.context or {}).get("requestId"))
+        return to_chalice_response(api().handle(to_http_request(request, "/api/v1")))
 
     return bp

@@ -119,7 +119,12 @@ class LocalGateway:
         if len(body) > MAX_EVENT_BODY:
             payload = b'{"message":"Request Too Long"}'
             return self._reply(start_response, 413, {"Content-Type": "application/json"}, payload)
-        if not path.startswith("/v2"):
+        if path.startswith("/api/v1/"):
+            # The management API matches the path as sent (%2F inside repository names).
+            raw_path = (environ.get("REQUEST_URI") or path).split("?", 1)[0]
+            if raw_path.startswith("/api/v1/"):
+                path = raw_path
+        elif not path.startswith("/v2"):
             payload = b'{"message":"Missing Authentication Token"}'
             return self._reply(start_response, 403, {"Content-Type": "application/json"}, payload)
         # API Gateway tells the Lambda how the client connected.
@@ -174,8 +179,9 @@ def _proxy_event(
     method: str, path: str, pairs: list[tuple[str, str]], headers: dict[str, str], body: bytes
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy integration event, as Lambda would receive it."""
-    rest = path[len("/v2") :].lstrip("/")
-    resource = "/v2/{proxy+}" if rest else "/v2"
+    prefix = "/api/v1" if path.startswith("/api/v1/") else "/v2"
+    rest = path[len(prefix) :].lstrip("/")
+    resource = f"{prefix}/{{proxy+}}" if rest else prefix
     multi_query = _query_lists(pairs)
     return {
         "resource": resource,

@@ -32,6 +32,10 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "UNKNOWN": (500, "unknown error"),
     "UNAVAILABLE": (503, "service unavailable"),
     "NOT_FOUND": (404, "not found"),
+    # the management API's own conditions
+    "BAD_REQUEST": (400, "malformed request"),
+    "CONFLICT": (409, "conflict"),
+    "UNPROCESSABLE": (422, "invalid values"),
 }
 
 # The spec answers an oversized manifest with 413 Payload Too Large but has no code of its
@@ -137,6 +141,18 @@ class RouteNotFoundError(RegistryError):
 
 class MethodNotAllowedError(RegistryError):
     code = "UNSUPPORTED"
+
+
+class BadRequestError(RegistryError):
+    code = "BAD_REQUEST"
+
+
+class ConflictError(RegistryError):
+    code = "CONFLICT"
+
+
+class UnprocessableError(RegistryError):
+    code = "UNPROCESSABLE"
 
 
 class ConcurrentWriteError(RegistryError):

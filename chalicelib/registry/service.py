@@ -441,6 +441,8 @@ class RegistryService:
             blobs=parsed.required_blob_digests if references_inline else [],
             manifests=parsed.child_manifest_digests if references_inline else [],
             references_in_body=not references_inline,
+            blobs_size=sum(b.size for b in parsed.blobs if not b.urls)
+            + sum(refs.manifest_blob_sizes.get(d, 0) for d in parsed.child_manifest_digests),
             subject=parsed.subject.digest if parsed.subject else None,
             artifact_type=parsed.artifact_type,
             annotations=parsed.annotations,
