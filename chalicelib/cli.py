@@ -1,15 +1,54 @@
-"""The ``portside`` command line."""
+"""The ``portside`` command line.
+
+``portside serve`` runs the registry locally; every other command talks to the management
+API (``/api/v1``) over HTTP (see docs/cli.md). Importing this module never imports boto3,
+moto or the registry core: ``serve`` imports the local runtime when it runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from typing import Any
 
 import click
 
+from chalicelib.cli_commands import COMMANDS
+from chalicelib.cli_context import global_options
+from chalicelib.clientlib import ClientError
 
-@click.group()
+
+class PortsideGroup(click.Group):
+    """Turns client errors (API answers, unreachable API, bad settings) into one line on
+    stderr, ``Error: <message>``, and exit status 1 — never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as exc:
+            raise click.ClickException(exc.message) from None
+        except BrokenPipeError:
+            # `portside ... | head`: the reader left; stop quietly, without a traceback at exit.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
+
+
+@click.group(cls=PortsideGroup)
+@global_options
+@click.version_option(package_name="portside", prog_name="portside")
 def main() -> None:
-    """Portside: a serverless, multi-tenant OCI registry for AWS."""
+    """Portside: a serverless, multi-tenant OCI registry for AWS.
+
+    Settings: flags, then PORTSIDE_API_URL / PORTSIDE_TOKEN, then the config file written by
+    `portside auth init`.
+    """
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()

@@ -45,13 +45,28 @@ class Settings:
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             public_url=(env.get("PORTSIDE_PUBLIC_URL") or "").rstrip("/") or None,
             upload_url=(env.get("PORTSIDE_UPLOAD_URL") or "").rstrip("/") or None,
-            signing_key=env.get("PORTSIDE_SIGNING_KEY") or secrets.token_urlsafe(32),
+            signing_key=_signing_key(env),
             part_size=_int("PORTSIDE_PART_SIZE", 8 * 1024 * 1024),
             upload_ttl=timedelta(seconds=_int("PORTSIDE_UPLOAD_TTL_SECONDS", 3600)),
             presign_ttl=timedelta(seconds=_int("PORTSIDE_PRESIGN_TTL_SECONDS", 300)),
             token_service=env.get("PORTSIDE_TOKEN_SERVICE") or "portside",
             token_ttl=timedelta(seconds=_int("PORTSIDE_TOKEN_TTL_SECONDS", 300)),
         )
+
+
+def _signing_key(env: os._Environ[str] | dict[str, str]) -> str:
+    """The shared signing secret: given directly (local runs, tests), read from Secrets
+    Manager once per cold start (AWS: every Lambda and the upload host share it), or, for a
+    single local process, made up."""
+    if env.get("PORTSIDE_SIGNING_KEY"):
+        return env["PORTSIDE_SIGNING_KEY"]
+    arn = env.get("PORTSIDE_SIGNING_KEY_SECRET_ARN")
+    if arn:
+        from aws_lambda_powertools.utilities import parameters
+
+        value = parameters.get_secret(arn, max_age=3600)
+        return value if isinstance(value, str) else bytes(value).decode("utf-8")
+    return secrets.token_urlsafe(32)
 
 
 @lru_cache(maxsize=1)

@@ -93,7 +93,7 @@ class LocalGateway:
         raw_query = environ.get("QUERY_STRING", "")
         pairs = parse_qsl(raw_query, keep_blank_values=True)
         query = dict(pairs)
-        headers = _headers(environ)
+        headers = request_headers(environ)
         base_url = f"{environ.get('wsgi.url_scheme', 'http')}://{headers.get('host', 'localhost')}"
         length_text = environ.get("CONTENT_LENGTH") or ""
         content_length = int(length_text) if length_text.isdigit() else None
@@ -108,17 +108,17 @@ class LocalGateway:
                     environ["wsgi.input"],
                     content_length,
                     base_url,
-                    _query_lists(pairs),
+                    query_lists(pairs),
                 )
             )
-            return self._reply(start_response, response.status, response.headers, response.body)
+            return reply(start_response, response.status, response.headers, response.body)
 
         body = (
             environ["wsgi.input"].read(MAX_EVENT_BODY + 1) if method not in ("GET", "HEAD") else b""
         )
         if len(body) > MAX_EVENT_BODY:
             payload = b'{"message":"Request Too Long"}'
-            return self._reply(start_response, 413, {"Content-Type": "application/json"}, payload)
+            return reply(start_response, 413, {"Content-Type": "application/json"}, payload)
         if path.startswith("/api/v1/"):
             # The management API matches the path as sent (%2F inside repository names).
             raw_path = (environ.get("REQUEST_URI") or path).split("?", 1)[0]
@@ -126,7 +126,7 @@ class LocalGateway:
                 path = raw_path
         elif not path.startswith("/v2"):
             payload = b'{"message":"Missing Authentication Token"}'
-            return self._reply(start_response, 403, {"Content-Type": "application/json"}, payload)
+            return reply(start_response, 403, {"Content-Type": "application/json"}, payload)
         # API Gateway tells the Lambda how the client connected.
         headers.setdefault("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
         event = _proxy_event(method, path, pairs, headers, body)
@@ -143,27 +143,28 @@ class LocalGateway:
             payload = raw if isinstance(raw, bytes) else raw.encode("utf-8")
         if method == "HEAD":
             payload = b""
-        return self._reply(start_response, int(result["statusCode"]), out_headers, payload)
-
-    @staticmethod
-    def _reply(
-        start_response: StartResponse, status: int, headers: dict[str, str], body: bytes
-    ) -> Iterable[bytes]:
-        header_list = [(k, v) for k, v in headers.items() if k.lower() != "content-length"]
-        length = headers.get("Content-Length") or headers.get("content-length")
-        header_list.append(("Content-Length", length if length is not None else str(len(body))))
-        start_response(_status_line(status), header_list)
-        return [body]
+        return reply(start_response, int(result["statusCode"]), out_headers, payload)
 
 
-def _query_lists(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+def reply(
+    start_response: StartResponse, status: int, headers: dict[str, str], body: bytes
+) -> Iterable[bytes]:
+    """Send a response; a HEAD answer keeps the Content-Length of what a GET would send."""
+    header_list = [(k, v) for k, v in headers.items() if k.lower() != "content-length"]
+    length = headers.get("Content-Length") or headers.get("content-length")
+    header_list.append(("Content-Length", length if length is not None else str(len(body))))
+    start_response(_status_line(status), header_list)
+    return [body]
+
+
+def query_lists(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     lists: dict[str, list[str]] = {}
     for k, v in pairs:
         lists.setdefault(k, []).append(v)
     return lists
 
 
-def _headers(environ: dict[str, Any]) -> dict[str, str]:
+def request_headers(environ: dict[str, Any]) -> dict[str, str]:
     headers = {}
     for key, value in environ.items():
         if key.startswith("HTTP_"):
@@ -182,7 +183,7 @@ def _proxy_event(
     prefix = "/api/v1" if path.startswith("/api/v1/") else "/v2"
     rest = path[len(prefix) :].lstrip("/")
     resource = f"{prefix}/{{proxy+}}" if rest else prefix
-    multi_query = _query_lists(pairs)
+    multi_query = query_lists(pairs)
     return {
         "resource": resource,
         "path": path,

@@ -1,0 +1,78 @@
+"""The upload host: the streaming half of /v2/ as a plain HTTP service.
+
+API Gateway caps request bodies at 10 MB and a synchronous Lambda at 6 MB, while docker,
+podman and skopeo send a whole layer in one PATCH and containerd in one PUT. Upload
+``Location``s therefore point here (``PORTSIDE_UPLOAD_URL``): this process streams those
+bodies into S3 multipart parts with memory bounded by one part, through the same
+dispatcher the Lambda uses. Everything else answers 404; ``/healthz`` answers 200 for the
+load balancer.
+
+Run: ``python -m chalicelib.upload_host`` (``PORT``, default 8080), as the container does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from cheroot import wsgi
+
+from chalicelib.http.messages import HttpRequest
+from chalicelib.local.gateway import (
+    StartResponse,
+    is_upload_body,
+    query_lists,
+    reply,
+    request_headers,
+)
+from chalicelib.wiring import v2_api
+
+NOT_FOUND = json.dumps(
+    {"errors": [{"code": "NOT_FOUND", "message": "this host serves uploads only", "detail": None}]}
+).encode()
+
+
+def upload_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    method = environ["REQUEST_METHOD"].upper()
+    path = environ.get("PATH_INFO", "/") or "/"
+    if path == "/healthz":
+        return reply(start_response, 200, {"Content-Type": "text/plain"}, b"ok")
+    pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    query = dict(pairs)
+    headers = request_headers(environ)
+    # GET and DELETE of a session come here too: clients keep using the Location they got.
+    session_call = method in ("GET", "DELETE") and "/blobs/uploads/" in path
+    if not (is_upload_body(method, path, query) or session_call):
+        return reply(start_response, 404, {"Content-Type": "application/json"}, NOT_FOUND)
+    length_text = environ.get("CONTENT_LENGTH") or ""
+    proto = headers.get("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
+    response = v2_api().handle(
+        HttpRequest(
+            method,
+            path,
+            query,
+            headers,
+            environ["wsgi.input"],
+            int(length_text) if length_text.isdigit() else None,
+            f"{proto}://{headers.get('host', 'localhost')}",
+            query_lists(pairs),
+        )
+    )
+    return reply(start_response, response.status, response.headers, response.body)
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "8080"))
+    server = wsgi.Server(
+        ("0.0.0.0", port), upload_app, numthreads=int(os.environ.get("THREADS", "16"))
+    )
+    server.timeout = 300
+    print(f"Portside upload host listening on :{port}", flush=True)
+    server.safe_start()
+
+
+if __name__ == "__main__":
+    main()
