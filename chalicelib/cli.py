@@ -71,11 +71,19 @@ for _command in COMMANDS:
     default=None,
     help="API token to create at start (default: a new one, printed).",
 )
-def serve(host: str, port: int, registry: str | None, token: str | None) -> None:
+@click.option(
+    "--aws-endpoint-url",
+    envvar="PORTSIDE_AWS_ENDPOINT_URL",
+    default=None,
+    help="Use this AWS endpoint (e.g. a moto server of your own) instead of starting moto.",
+)
+def serve(
+    host: str, port: int, registry: str | None, token: str | None, aws_endpoint_url: str | None
+) -> None:
     """Run the registry locally on an embedded AWS stand-in (moto on loopback)."""
     from chalicelib.local.runtime import serve as run
 
-    run(host, port, registry, token)
+    run(host, port, registry, token, aws_endpoint_url=aws_endpoint_url)
 
 
 if __name__ == "__main__":

@@ -32,20 +32,25 @@ def start_moto(host: str = "127.0.0.1", port: int | None = None) -> tuple[object
     from moto.server import ThreadedMotoServer
 
     port = port or free_port(host)
-    # No CloudWatch here: keep powertools' EMF metric lines out of the local console.
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     endpoint = f"http://{host}:{port}"
+    point_aws_at(endpoint)
+    return server, endpoint
+
+
+def point_aws_at(endpoint: str) -> None:
+    """Send every AWS client (boto3, PynamoDB, powertools) to ``endpoint``."""
     os.environ["AWS_ENDPOINT_URL"] = endpoint
     for name, value in (
         ("AWS_ACCESS_KEY_ID", "local"),
         ("AWS_SECRET_ACCESS_KEY", "local"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
+        # No CloudWatch here: keep powertools' EMF metric lines out of the local console.
+        ("POWERTOOLS_METRICS_DISABLED", "true"),
     ):
         os.environ.setdefault(name, value)
-    return server, endpoint
 
 
 @dataclass
@@ -99,8 +104,22 @@ def run_schedules(stop: threading.Event, jobs: list[tuple[float, Callable[[], ob
                     log.exception("scheduled job failed")
 
 
-def serve(host: str, port: int, registry: str | None, token: str | None, threads: int = 16) -> None:
-    moto_server, endpoint = start_moto(host)
+def serve(
+    host: str,
+    port: int,
+    registry: str | None,
+    token: str | None,
+    threads: int = 16,
+    aws_endpoint_url: str | None = None,
+) -> None:
+    moto_server: object | None = None
+    if aws_endpoint_url:
+        # Someone else's AWS stand-in (benchmarks run moto in its own process, so that the
+        # registry's memory is measured without moto's object store in it).
+        endpoint = aws_endpoint_url
+        point_aws_at(endpoint)
+    else:
+        moto_server, endpoint = start_moto(host)
     from chalicelib.application import create_app
     from chalicelib.events.handlers import cleanup_expired_uploads, purge_deleted_registries
     from chalicelib.wiring import v2_api
@@ -130,4 +149,5 @@ def serve(host: str, port: int, registry: str | None, token: str | None, threads
         server.safe_start()
     finally:
         stop.set()
-        moto_server.stop()  # type: ignore[attr-defined]
+        if moto_server is not None:
+            moto_server.stop()  # type: ignore[attr-defined]
