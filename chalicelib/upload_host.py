@@ -28,6 +28,7 @@ from chalicelib.local.gateway import (
     reply,
     request_headers,
 )
+from chalicelib.registry.names import is_decimal
 from chalicelib.wiring import v2_api
 
 NOT_FOUND = json.dumps(
@@ -56,7 +57,7 @@ def upload_app(environ: dict[str, Any], start_response: StartResponse) -> Iterab
             query,
             headers,
             environ["wsgi.input"],
-            int(length_text) if length_text.isdigit() else None,
+            int(length_text) if is_decimal(length_text) else None,
             f"{proto}://{headers.get('host', 'localhost')}",
             query_lists(pairs),
         )

@@ -365,7 +365,7 @@ class DynamoMetadataStore:
             item = TagItem.get(repo_pk(repo), f"TAG#{tag}")
         except DoesNotExist:
             return None
-        return TagRecord(tag, item.digest, item.updated_at)
+        return _tag_record(item)
 
     def get_manifests(
         self, repo: RepositoryName, digests: Sequence[str]
@@ -433,6 +433,10 @@ class DynamoMetadataStore:
                                 gsi1sk=f"{repo.repository}:{tag}",
                                 digest=record.digest,
                                 updated_at=now,
+                                media_type=record.media_type,
+                                size=record.size,
+                                body=record.body,
+                                blobs_size=record.blobs_size,
                             )
                         )
                     if record.subject is not None:
@@ -484,9 +488,16 @@ class DynamoMetadataStore:
             for t in TagItem.query(repo_pk(repo), Item.sk.startswith("TAG#"))
             if t.digest == digest
         ]
-        # A transaction holds at most 100 items; tags beyond that go in further batches
-        # after the manifest itself is gone (a dangling tag answers MANIFEST_UNKNOWN).
+        # A transaction holds at most 100 items. Tags carry a copy of the manifest, so any
+        # beyond what fits go first: a failure then leaves the manifest with fewer tags,
+        # never a tag that still serves a deleted manifest.
         first, rest = tags[:98], tags[98:]
+        for t in rest:
+            try:
+                t.delete(condition=TagItem.digest == digest)
+            except DeleteError as exc:
+                if not _is_condition_failure(exc):
+                    raise
         try:
             with self._transaction() as tx:
                 tx.delete(
@@ -500,12 +511,6 @@ class DynamoMetadataStore:
             if _is_transaction_conflict(exc):
                 raise ConcurrentWriteError("manifest changed while deleting; retry") from exc
             raise
-        for t in rest:
-            try:
-                t.delete(condition=TagItem.digest == digest)
-            except DeleteError as exc:
-                if not _is_condition_failure(exc):
-                    raise
         return True
 
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
@@ -524,10 +529,7 @@ class DynamoMetadataStore:
             if after is None
             else Item.sk.between(f"TAG#{after}\x00", "TAG#\U0010ffff")
         )
-        return [
-            TagRecord(i.sk.removeprefix("TAG#"), i.digest, i.updated_at)
-            for i in TagItem.query(repo_pk(repo), condition, limit=limit)
-        ]
+        return [_tag_record(i) for i in TagItem.query(repo_pk(repo), condition, limit=limit)]
 
     def list_manifests(
         self, repo: RepositoryName, after: str | None, limit: int
@@ -631,6 +633,19 @@ def _registry_record(item: RegistryItem) -> RegistryRecord:
         subscription_updated_at=item.subscription_updated_at,
         deleting=bool(item.deleting),
     )
+
+
+def _tag_record(item: TagItem) -> TagRecord:
+    manifest = None
+    if item.media_type is not None and item.size is not None:
+        manifest = ManifestRecord(
+            digest=item.digest,
+            media_type=item.media_type,
+            size=int(item.size),
+            body=item.body,
+            blobs_size=int(item.blobs_size or 0),
+        )
+    return TagRecord(item.sk.removeprefix("TAG#"), item.digest, item.updated_at, manifest)
 
 
 def _token_record(item: TokenItem) -> TokenRecord:

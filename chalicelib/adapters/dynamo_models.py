@@ -116,6 +116,13 @@ class ReferenceProbe(Item):
 class TagItem(Item):
     digest = UnicodeAttribute()
     updated_at = UTCDateTimeAttribute(null=True)
+    # A copy of what a pull by tag needs from the manifest, written in the same transaction
+    # as the manifest, so that resolving a tag is one read (manifests never change; a tag
+    # moving rewrites the copy).
+    media_type = UnicodeAttribute(null=True)
+    size = NumberAttribute(null=True)
+    body = BinaryAttribute(null=True, legacy_encoding=False)
+    blobs_size = NumberAttribute(null=True)
 
 
 class ReferrerItem(Item):

@@ -270,7 +270,7 @@ class MemoryMetadataStore:
             self._create_repository(repo, now)
             self.manifests.setdefault(repo, {})[record.digest] = record
             if tag is not None:
-                self.tags.setdefault(repo, {})[tag] = TagRecord(tag, record.digest, now)
+                self.tags.setdefault(repo, {})[tag] = TagRecord(tag, record.digest, now, record)
 
     def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
         with self._lock:

@@ -24,6 +24,7 @@ from chalicelib.registry.errors import (
     UnauthorizedError,
 )
 from chalicelib.registry.management import ManagementService, Page
+from chalicelib.registry.names import is_decimal
 
 # OCI-style codes of the domain errors -> (status, error id) in the management API.
 API_ERRORS: dict[str, tuple[int, str]] = {
@@ -218,7 +219,7 @@ class ManagementApi:
         expiry = request.query.get("expiry_seconds")
         expiry_seconds: int | str | None = None
         if expiry not in (None, ""):
-            expiry_seconds = int(expiry) if expiry.isdigit() else expiry
+            expiry_seconds = int(expiry) if is_decimal(expiry) else expiry
         config = self.service.docker_credentials(
             p, a["registry"], read_write, expiry_seconds, self._host(request)
         )

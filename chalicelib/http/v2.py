@@ -35,7 +35,7 @@ from chalicelib.registry.errors import (
     UnsupportedError,
 )
 from chalicelib.registry.manifests import OCI_INDEX
-from chalicelib.registry.names import RepositoryName
+from chalicelib.registry.names import RepositoryName, is_decimal
 from chalicelib.registry.service import (
     RegistryService,
     parse_content_range,
@@ -478,7 +478,7 @@ def _page_size(request: HttpRequest) -> int | None:
     value = request.query.get("n")
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    if not is_decimal(value):
         raise PaginationNumberInvalidError(f"n must be a non-negative integer, not {value!r}")
     return int(value)
 

@@ -21,6 +21,7 @@ from chalice.app import Chalice
 
 from chalicelib.http.messages import HttpRequest
 from chalicelib.http.v2 import V2Api
+from chalicelib.registry.names import is_decimal
 
 # API Gateway refuses request bodies over 10 MB; so do we, to behave the same locally.
 MAX_EVENT_BODY = 10 * 1024 * 1024
@@ -96,7 +97,7 @@ class LocalGateway:
         headers = request_headers(environ)
         base_url = f"{environ.get('wsgi.url_scheme', 'http')}://{headers.get('host', 'localhost')}"
         length_text = environ.get("CONTENT_LENGTH") or ""
-        content_length = int(length_text) if length_text.isdigit() else None
+        content_length = int(length_text) if is_decimal(length_text) else None
 
         if is_upload_body(method, path, query):
             response = self._upload_api().handle(

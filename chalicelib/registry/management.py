@@ -31,7 +31,7 @@ from .errors import (
     UnprocessableError,
 )
 from .manifests import INDEX_TYPES, parse_manifest
-from .names import RepositoryName, is_valid_registry_name, validate_tag
+from .names import RepositoryName, is_decimal, is_valid_registry_name, validate_tag
 from .plans import TIERS, Tier
 from .ports import BlobStore, MetadataStore
 from .records import ManifestRecord, RegistryRecord, TagRecord, TokenRecord
@@ -56,7 +56,7 @@ class Page:
     def parse(cls, per_page: str | None, page_token: str | None) -> Page:
         size = 20
         if per_page not in (None, ""):
-            if not per_page.isdigit() or not 1 <= int(per_page) <= MAX_PAGE:
+            if not is_decimal(per_page) or not 1 <= int(per_page) <= MAX_PAGE:
                 raise BadRequestError(f"per_page must be an integer from 1 to {MAX_PAGE}")
             size = int(per_page)
         after = None
@@ -352,10 +352,11 @@ class ManagementService:
         repo = self._repo(principal, registry, repository)
         tags = self.store.list_tags(repo, page.after, page.size + 1)
         shown = tags[: page.size]
-        manifests = self.store.get_manifests(repo, [t.digest for t in shown])
+        # Tags carry a copy of their manifest's sizes; older ones are looked up in one batch.
+        manifests = self.store.get_manifests(repo, [t.digest for t in shown if not t.manifest])
         items = []
         for t in shown:
-            record = manifests.get(t.digest)
+            record = t.manifest or manifests.get(t.digest)
             blobs_size = record.blobs_size if record else 0
             items.append(
                 {

@@ -48,3 +48,8 @@ class RepositoryName:
 
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}"
+
+
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` then refuses."""
+    return text.isascii() and text.isdigit()

@@ -66,6 +66,8 @@ class TagRecord:
     tag: str
     digest: str
     updated_at: datetime | None = None
+    # The tagged manifest as copied into the tag when it was set (None if not copied).
+    manifest: ManifestRecord | None = None
 
 
 @dataclass

@@ -35,7 +35,7 @@ from .errors import (
     SizeInvalidError,
 )
 from .manifests import Descriptor, ParsedManifest, parse_manifest
-from .names import RepositoryName, validate_tag
+from .names import RepositoryName, is_decimal, validate_tag
 from .ports import BlobStore, MetadataStore
 from .records import BlobRecord, ManifestRecord, TagRecord, UploadPart, UploadSession
 
@@ -390,6 +390,8 @@ class RegistryService:
             tag = self.store.get_tag(repo, validate_tag(reference))
             if tag is None:
                 raise ManifestUnknownError(detail={"tag": reference})
+            if tag.manifest is not None:
+                return tag.manifest  # copied into the tag on push: one read per pull
             digest = tag.digest
         record = self.store.get_manifest(repo, digest)
         if record is None:
@@ -527,6 +529,6 @@ def parse_content_range(value: str | None) -> tuple[int, int] | None:
             text = text[len(prefix) :]
     start_s, sep, end_s = text.partition("-")
     end_s = end_s.split("/")[0]
-    if not sep or not start_s.isdigit() or not end_s.isdigit() or int(end_s) < int(start_s):
+    if not sep or not is_decimal(start_s) or not is_decimal(end_s) or int(end_s) < int(start_s):
         raise RangeInvalidError(f"invalid Content-Range {value!r}")
     return int(start_s), int(end_s)
