@@ -12,9 +12,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from chalicelib.http.errors import internal_error_response
 from chalicelib.http.messages import HttpRequest, HttpResponse
-from chalicelib.http.telemetry import record_request
+from chalicelib.http.telemetry import logger, record_request
 from chalicelib.registry.auth import Principal
 from chalicelib.registry.errors import (
     BadRequestError,
@@ -99,8 +98,9 @@ class ManagementApi:
                 response = handler(self, request, principal, params)
         except RegistryError as error:
             response = api_error_response(error)
-        except Exception as exc:  # never a bare 500
-            response = internal_error_response(exc, request.method)
+        except Exception:  # never a bare 500: logged, answered with the documented body
+            logger.exception("unhandled error in the management API")
+            response = api_error_response(RegistryError("internal error"))
         record_request(request, response, route, (time.perf_counter() - started) * 1000)
         return response
 
@@ -140,7 +140,7 @@ class ManagementApi:
             raise BadRequestError("request body too large")
         try:
             body = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise BadRequestError("the body must be a JSON object")

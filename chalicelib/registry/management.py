@@ -16,7 +16,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .auth import SCOPES, Action, Authenticator, Principal, hash_token, new_token_secret, utcnow
@@ -41,6 +41,7 @@ from .service import RegistryService
 RESERVED_REGISTRY_NAMES = frozenset({"options", "validate-name"})
 MAX_EXPIRY_SECONDS = 365 * 24 * 3600
 MAX_PAGE = 200
+EPOCH = datetime.fromtimestamp(0, UTC)  # stored times are timezone-aware
 
 
 class NotFoundError(RegistryError):
@@ -307,7 +308,7 @@ class ManagementService:
         """The manifest most recently tagged (or, without tags, most recently pushed)."""
         tags = self._all_tags(repo)
         if tags:
-            latest = max(tags, key=lambda t: (t.updated_at or datetime.min, t.tag))
+            latest = max(tags, key=lambda t: (t.updated_at or EPOCH, t.tag))
             record = self.store.get_manifest(repo, latest.digest)
         else:
             manifests = self.store.list_manifests(repo, None, 1000)
@@ -448,8 +449,22 @@ class ManagementService:
             for registry in registries:
                 self._visible_registry(principal, registry)
             limited = frozenset(registries)
-        expires_at = self._expiry(expiry_seconds)
+        expires_at = self._bounded_expiry(principal, self._expiry(expiry_seconds))
         return self._mint(principal.account_id, name, frozenset(scopes), limited, expires_at)
+
+    @staticmethod
+    def _bounded_expiry(principal: Principal, wanted: datetime | None) -> datetime | None:
+        """A token never outlives the token that created it."""
+        ceiling = principal.token.expires_at
+        if ceiling is None:
+            return wanted
+        return ceiling if wanted is None else min(wanted, ceiling)
+
+    @staticmethod
+    def _manages(principal: Principal, token: TokenRecord) -> bool:
+        """A registry-limited admin sees and revokes only tokens within its registries."""
+        mine = principal.token.registries
+        return mine is None or (token.registries is not None and token.registries <= mine)
 
     def _expiry(self, expiry_seconds: Any) -> datetime | None:
         if expiry_seconds is None:
@@ -488,18 +503,28 @@ class ManagementService:
 
     def list_tokens(self, principal: Principal, page: Page) -> Listing:
         self._require_admin(principal)
-        tokens = self.store.list_tokens(principal.account_id, page.after, page.size + 1)
-        shown = tokens[: page.size]
-        more = len(tokens) > page.size
+        shown: list[TokenRecord] = []
+        after, more = page.after, False
+        while True:  # skip tokens outside the caller's registries without short pages
+            batch = self.store.list_tokens(principal.account_id, after, page.size + 1)
+            for token in batch:
+                if len(shown) == page.size:
+                    more = True
+                    break
+                if self._manages(principal, token):
+                    shown.append(token)
+            if more or len(batch) <= page.size:
+                break
+            after = batch[-1].token_id
         return Listing(
             [self.token_json(t) for t in shown],
-            next_page_token(shown[-1].token_id) if more else None,
+            next_page_token(shown[-1].token_id) if more and shown else None,
         )
 
     def revoke_token(self, principal: Principal, token_id: str) -> None:
         self._require_admin(principal)
         record = self.store.get_token_by_id(principal.account_id, token_id)
-        if record is None:
+        if record is None or not self._manages(principal, record):
             raise NotFoundError(f"token {token_id!r} not found")
         self.store.delete_token(record.token_hash)
 
@@ -521,7 +546,7 @@ class ManagementService:
             f"docker-credentials {registry} ({'read-write' if read_write else 'read-only'})",
             scopes,
             frozenset({registry}),
-            self._expiry(expiry_seconds),
+            self._bounded_expiry(principal, self._expiry(expiry_seconds)),
         )
         auth = base64.b64encode(f"{created.secret}:{created.secret}".encode()).decode()
         return {"auths": {registry_host: {"auth": auth}}}
