@@ -200,7 +200,11 @@ class V2Api:
             raise UnauthorizedError("authentication required")
         kind, value = credentials
         if kind == "bearer":
-            self.tokens.verify(value)
+            try:
+                self.tokens.verify(value)
+            except UnauthorizedError as error:
+                error.headers["WWW-Authenticate"] = self._challenge(request, error="invalid_token")
+                raise
         else:
             self._api_token(value)
         return _json(200, {})

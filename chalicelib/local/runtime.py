@@ -142,7 +142,9 @@ def serve(
     print(f"Portside is serving on http://{url_host} (AWS stand-in: moto at {endpoint})")
     print(f"Registry: {boot.registry}" + ("   (token created now)" if boot.created_token else ""))
     print("Log in and push:")
-    print(f"  echo '{boot.token}' | docker login {url_host} -u '{boot.token}' --password-stdin")
+    # A token the user chose is theirs already: print it only when it was made up here.
+    shown = boot.token if boot.created_token else "$PORTSIDE_BOOTSTRAP_TOKEN"
+    print(f'  echo "{shown}" | docker login {url_host} -u "{shown}" --password-stdin')
     print(f"  docker tag alpine {url_host}/{boot.registry}/alpine:latest")
     print(f"  docker push {url_host}/{boot.registry}/alpine:latest", flush=True)
     try:

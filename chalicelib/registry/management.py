@@ -223,6 +223,8 @@ class ManagementService:
         for name in self.store.list_deleting_registries(limit=10):
             if not self.blobs.delete_prefix(f"registries/{name}/", budget):
                 break
+            if not self.blobs.delete_prefix(f"uploads/{name}/", budget):
+                break
             if not self.store.purge_registry(name, budget):
                 break
             finished += 1

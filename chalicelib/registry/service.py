@@ -66,11 +66,13 @@ def manifest_key(registry: str, digest: Digest) -> str:
 
 
 def upload_prefix(registry: str, upload_id: str) -> str:
-    return f"registries/{registry}/uploads/{upload_id}/"
+    # Scratch lives outside registries/ under one top-level prefix, so that an S3 lifecycle
+    # rule (prefix filters only) can expire whatever an interrupted upload leaves behind.
+    return f"uploads/{registry}/{upload_id}/"
 
 
 def _is_scratch(key: str | None) -> bool:
-    return key is not None and "/uploads/" in key
+    return key is not None and key.startswith("uploads/")
 
 
 @dataclass(frozen=True)

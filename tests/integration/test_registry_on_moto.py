@@ -263,7 +263,7 @@ def test_expired_uploads_are_listed_by_expiry_through_the_index(
             upload_id=f"{name}-{uuid.uuid4()}",
             registry=registry,
             repository="app",
-            data_key=f"registries/{registry}/uploads/{name}/data",
+            data_key=f"uploads/{registry}/{name}/data",
             created_at=now - timedelta(hours=3),
             expires_at=now + delta,
         )

@@ -277,7 +277,7 @@ def test_purge_removes_content_and_objects_then_frees_the_name(
     push(service, RepositoryName(REGISTRY, "other"), "v1", "other")
     sibling = RepositoryName(SIBLING_REGISTRY, "keep")
     push(service, sibling, "v1", "keep")
-    blobs.put_object(f"registries/{REGISTRY}/uploads/leftover/data", b"scratch")
+    blobs.put_object(f"uploads/{REGISTRY}/leftover/data", b"scratch")
     sibling_keys = {k for k in blobs.objects if k.startswith(f"registries/{SIBLING_REGISTRY}/")}
     assert any(k.startswith(f"registries/{REGISTRY}/") for k in blobs.objects)
 

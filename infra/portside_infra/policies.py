@@ -1,0 +1,107 @@
+"""Least-privilege IAM statements for each Portside workload.
+
+Chalice's automatic policy cannot see what PynamoDB and the S3 adapter call, so it is off
+(`autogen_policy: false`, `manage_iam_role: false`) and each function gets a role built
+here with exactly the actions its code uses, on the table, its index, the bucket prefix
+and the secret; never `*` for a data action.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+
+# PynamoDB reads, conditional writes, TransactWriteItems (which needs the per-item
+# actions), BatchGetItem (probes) and BatchWriteItem; never Scan or table management.
+API_TABLE_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+]
+# Blobs, manifests and upload parts: GET (and presigning it), PUT, managed copy, delete,
+# multipart. Blobs and manifests live under registries/, upload scratch under uploads/.
+API_OBJECT_ACTIONS = [
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
+
+
+def _index_arn(table: dynamodb.ITable) -> str:
+    return f"{table.table_arn}/index/gsi1"
+
+
+def _registries(bucket: s3.IBucket) -> str:
+    return bucket.arn_for_objects("registries/*")
+
+
+def _uploads(bucket: s3.IBucket) -> str:
+    # Upload scratch (multipart data, tails) lives under uploads/<registry>/<id>/.
+    return bucket.arn_for_objects("uploads/*")
+
+
+def _list_registries(bucket: s3.IBucket) -> iam.PolicyStatement:
+    # Without ListBucket, a HEAD/GET of a missing key answers 403 instead of 404.
+    return iam.PolicyStatement(
+        actions=["s3:ListBucket"],
+        resources=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": ["registries/*", "uploads/*"]}},
+    )
+
+
+def api_statements(
+    table: dynamodb.ITable, bucket: s3.IBucket, secret: secretsmanager.ISecret
+) -> list[iam.PolicyStatement]:
+    """The API function and the upload host: the whole registry."""
+    return [
+        iam.PolicyStatement(
+            actions=API_TABLE_ACTIONS, resources=[table.table_arn, _index_arn(table)]
+        ),
+        iam.PolicyStatement(
+            actions=API_OBJECT_ACTIONS, resources=[_registries(bucket), _uploads(bucket)]
+        ),
+        _list_registries(bucket),
+        iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]
+        ),
+    ]
+
+
+def cleanup_statements(table: dynamodb.ITable, bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+    """cleanup-expired-uploads: query sessions by expiry (GSI1), abort their multipart
+    uploads, delete their scratch objects and records. No secret: it signs nothing."""
+    return [
+        iam.PolicyStatement(actions=["dynamodb:Query"], resources=[_index_arn(table)]),
+        iam.PolicyStatement(actions=["dynamodb:DeleteItem"], resources=[table.table_arn]),
+        iam.PolicyStatement(
+            actions=["s3:AbortMultipartUpload", "s3:DeleteObject"],
+            resources=[_uploads(bucket)],
+        ),
+    ]
+
+
+def purge_statements(table: dynamodb.ITable, bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+    """purge-deleted-registries: find deleting registries (GSI1), list and delete their
+    objects, then their items. No secret, no reads of object content."""
+    return [
+        iam.PolicyStatement(
+            actions=["dynamodb:Query"], resources=[table.table_arn, _index_arn(table)]
+        ),
+        iam.PolicyStatement(
+            actions=["dynamodb:DeleteItem", "dynamodb:BatchWriteItem"],
+            resources=[table.table_arn],
+        ),
+        iam.PolicyStatement(
+            actions=["s3:DeleteObject"], resources=[_registries(bucket), _uploads(bucket)]
+        ),
+        _list_registries(bucket),
+    ]

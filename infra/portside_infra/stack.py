@@ -1,0 +1,716 @@
+"""One Portside stage as one CloudFormation stack."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_cloudfront as cloudfront
+from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_ecs_patterns as ecs_patterns
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as route53_targets
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as sns_subscriptions
+from chalice.cdk import Chalice
+from constructs import Construct
+
+from . import policies
+from .lambda_bundle import REPO_ROOT, build_source_dir
+
+# Chalice's names for the functions (lambda_functions keys) and their logical IDs.
+API_FUNCTION = "api_handler"
+SCHEDULED = {
+    "cleanup-expired-uploads": "CleanupExpiredUploads",
+    "purge-deleted-registries": "PurgeDeletedRegistries",
+}
+LOGICAL_IDS = {API_FUNCTION: "APIHandler", **SCHEDULED}
+ROLE_PLACEHOLDER = "arn:aws:iam::000000000000:role/replaced-by-cdk"
+UPLOAD_PORT = 8080
+METRICS_NAMESPACE = "Portside"  # chalicelib/http/telemetry.py
+METRICS_SERVICE = "portside"
+
+
+class PortsideStack(cdk.Stack):
+    def __init__(self, scope: Construct, stage: Any, **kwargs: Any) -> None:
+        super().__init__(scope, stage.stack_name, **kwargs)
+        self.stage = stage
+        removal = cdk.RemovalPolicy.RETAIN if stage.retain_data else cdk.RemovalPolicy.DESTROY
+
+        self.secret = secretsmanager.Secret(
+            self,
+            "SigningKey",
+            description=f"Portside {stage.name}: key of upload capabilities and registry JWTs",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+            removal_policy=removal,
+        )
+        self.table = self._table(removal)
+        self.log_bucket, self.bucket, self.exports_bucket = self._buckets(removal)
+
+        self.domain_cert = self._certificate()
+        self.upload_host: ecs_patterns.ApplicationLoadBalancedFargateService | None = None
+        self.upload_distribution: cloudfront.Distribution | None = None
+        self.api_distribution: cloudfront.Distribution | None = None
+
+        self.roles = self._function_roles()
+        self.chalice = self._chalice_app()
+        self.public_url = self._public_entry()
+        self.upload_url: str | None = None
+        if stage.upload_host.enabled:
+            self.upload_url = self._upload_host()
+            self.chalice.add_environment_variable(
+                "PORTSIDE_UPLOAD_URL", self.upload_url, LOGICAL_IDS[API_FUNCTION]
+            )
+        self.chalice.add_environment_variable(
+            "PORTSIDE_PUBLIC_URL", self.public_url, LOGICAL_IDS[API_FUNCTION]
+        )
+        self._alarms()
+        self._outputs()
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """Two AZs resolved at deploy time (Fn::GetAZs): synth needs no account lookup."""
+        return [cdk.Fn.select(i, cdk.Fn.get_azs()) for i in range(2)]
+
+    # ------------------------------------------------------------------ data
+
+    def _table(self, removal: cdk.RemovalPolicy) -> dynamodb.Table:
+        """The single table of chalicelib/adapters/dynamo_models.py."""
+        string = dynamodb.AttributeType.STRING
+        table = dynamodb.Table(
+            self,
+            "Table",
+            table_name=self.stage.table,
+            partition_key=dynamodb.Attribute(name="pk", type=string),
+            sort_key=dynamodb.Attribute(name="sk", type=string),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="ttl",
+            # Garbage collection and metering consume the stream.
+            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
+            deletion_protection=self.stage.retain_data,
+            removal_policy=removal,
+        )
+        table.add_global_secondary_index(
+            index_name="gsi1",
+            partition_key=dynamodb.Attribute(name="gsi1pk", type=string),
+            sort_key=dynamodb.Attribute(name="gsi1sk", type=string),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        return table
+
+    def _bucket(self, name: str, removal: cdk.RemovalPolicy, **props: Any) -> s3.Bucket:
+        return s3.Bucket(
+            self,
+            name,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal,
+            auto_delete_objects=removal == cdk.RemovalPolicy.DESTROY,
+            **props,
+        )
+
+    def _buckets(self, removal: cdk.RemovalPolicy) -> tuple[s3.Bucket, s3.Bucket, s3.Bucket]:
+        abort_uploads = s3.LifecycleRule(
+            id="abort-incomplete-multipart-uploads",
+            abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+        )
+        # Access logs must be SSE-S3 (S3 cannot deliver them to an SSE-KMS bucket).
+        log_bucket = self._bucket(
+            "AccessLogBucket",
+            removal,
+            lifecycle_rules=[
+                abort_uploads,
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=cdk.Duration.days(self.stage.access_log_retention_days),
+                ),
+            ],
+        )
+        bucket = self._bucket(
+            "BlobBucket",
+            removal,
+            server_access_logs_bucket=log_bucket,
+            server_access_logs_prefix="blobs/",
+            # registries/<r>/... keys arrive as S3 events; logs land by date for metering.
+            target_object_key_format=s3.TargetObjectKeyFormat.partitioned_prefix(
+                s3.PartitionDateSource.EVENT_TIME
+            ),
+            event_bridge_enabled=True,
+            lifecycle_rules=[
+                abort_uploads,
+                # Upload scratch (uploads/<registry>/<id>/) that an interrupted upload left
+                # behind; sessions live an hour, the cleanup job normally removes it first.
+                s3.LifecycleRule(
+                    id="expire-upload-scratch",
+                    prefix="uploads/",
+                    expiration=cdk.Duration.days(2),
+                ),
+            ],
+        )
+        exports = self._bucket(
+            "ExportsBucket",
+            removal,
+            versioned=True,
+            lifecycle_rules=[
+                abort_uploads,
+                s3.LifecycleRule(
+                    id="expire-replaced-exports",
+                    noncurrent_version_expiration=cdk.Duration.days(
+                        self.stage.exports_noncurrent_days
+                    ),
+                ),
+                s3.LifecycleRule(
+                    id="archive-old-exports",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=cdk.Duration.days(90),
+                        )
+                    ],
+                ),
+            ],
+        )
+        return log_bucket, bucket, exports
+
+    # ------------------------------------------------------------ functions
+
+    def _function_roles(self) -> dict[str, iam.Role]:
+        statements = {
+            API_FUNCTION: policies.api_statements(self.table, self.bucket, self.secret),
+            "cleanup-expired-uploads": policies.cleanup_statements(self.table, self.bucket),
+            "purge-deleted-registries": policies.purge_statements(self.table, self.bucket),
+        }
+        roles = {}
+        for name, grants in statements.items():
+            logical = LOGICAL_IDS[name]
+            log_group = logs.LogGroup(
+                self,
+                f"{logical}Logs",
+                log_group_name=f"/portside/{self.stage.name}/{name}",
+                retention=_retention(self.stage.log_retention_days),
+                removal_policy=cdk.RemovalPolicy.DESTROY,
+            )
+            role = iam.Role(
+                self,
+                f"{logical}Role",
+                assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                description=f"Portside {self.stage.name} {name}",
+            )
+            for statement in grants:
+                role.add_to_policy(statement)
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[f"{log_group.log_group_arn}"],
+                )
+            )
+            roles[name] = role
+            setattr(role, "portside_log_group", log_group)  # noqa: B010
+        return roles
+
+    def _chalice_config(self) -> dict[str, Any]:
+        stage = self.stage
+        static_env = {
+            "PORTSIDE_TABLE": stage.table,
+            "PORTSIDE_TOKEN_SERVICE": stage.token_service,
+            "PORTSIDE_TOKEN_TTL_SECONDS": str(stage.token_ttl_seconds),
+            "PORTSIDE_UPLOAD_TTL_SECONDS": str(stage.upload_ttl_seconds),
+            "PORTSIDE_PRESIGN_TTL_SECONDS": str(stage.presign_ttl_seconds),
+            "PORTSIDE_PART_SIZE": str(stage.part_size_bytes),
+            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": stage.log_level,
+        }
+        scheduled = {
+            name: {
+                "iam_role_arn": ROLE_PLACEHOLDER,
+                "lambda_timeout": stage.schedule_timeout_seconds,
+                "lambda_memory_size": 512,
+                **(
+                    {"reserved_concurrency": stage.schedule_reserved_concurrency}
+                    if stage.schedule_reserved_concurrency is not None
+                    else {}
+                ),
+            }
+            for name in SCHEDULED
+        }
+        return {
+            "version": "2.0",
+            "app_name": "portside",
+            "automatic_layer": False,
+            "stages": {
+                stage.stack_name: {
+                    "api_gateway_stage": stage.api_gateway_stage,
+                    "api_gateway_endpoint_type": "REGIONAL",
+                    "autogen_policy": False,
+                    "manage_iam_role": False,
+                    "iam_role_arn": ROLE_PLACEHOLDER,
+                    "lambda_memory_size": stage.lambda_memory_mib,
+                    "lambda_timeout": stage.lambda_timeout_seconds,
+                    "lambda_architecture": "arm64" if stage.lambda_arm64 else "x86_64",
+                    "environment_variables": static_env,
+                    "lambda_functions": {API_FUNCTION: {}, **scheduled},
+                }
+            },
+        }
+
+    def _chalice_app(self) -> Chalice:
+        # chalice package resolves the API Gateway service principal through a boto3 client,
+        # which wants a region even offline.
+        os.environ.setdefault("AWS_DEFAULT_REGION", self.stage.region or "us-east-1")
+        source = build_source_dir(self.stage.stack_name, self._chalice_config())
+        app = Chalice(self, "Api", source_dir=str(source))
+        for name, logical in LOGICAL_IDS.items():
+            function = app.get_resource(logical)
+            role = self.roles[name]
+            function.add_property_override("Role", role.role_arn)
+            function.add_property_override(
+                "LoggingConfig",
+                {"LogGroup": role.portside_log_group.log_group_name},  # type: ignore[attr-defined]
+            )
+            app.add_environment_variable("PORTSIDE_BUCKET", self.bucket.bucket_name, logical)
+        # Only the API signs (upload capabilities, registry JWTs): only it gets the secret.
+        app.add_environment_variable(
+            "PORTSIDE_SIGNING_KEY_SECRET_ARN", self.secret.secret_arn, LOGICAL_IDS[API_FUNCTION]
+        )
+        self._decouple_api_from_function(app)
+        return app
+
+    def _decouple_api_from_function(self, app: Chalice) -> None:
+        """The API function's PORTSIDE_PUBLIC_URL names the CloudFront distribution, whose
+        origin is the REST API, whose integrations name the function's ARN: a cycle. The
+        function gets a fixed name and the integrations use the ARN built from it."""
+        name = f"portside-{self.stage.name}-api"
+        app.get_resource(LOGICAL_IDS[API_FUNCTION]).add_property_override("FunctionName", name)
+        sam = json.loads((Path(app._sam_package_dir) / "sam.json").read_text())
+        body = sam["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+        uri = cdk.Fn.sub(
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+            f"{name}/invocations"
+        )
+        rest_api = app.get_resource("RestAPI")
+        for path, methods in body["paths"].items():
+            for method, spec in methods.items():
+                if "x-amazon-apigateway-integration" in spec:
+                    rest_api.add_property_override(
+                        f"DefinitionBody.paths.{path}.{method}.x-amazon-apigateway-integration.uri",
+                        uri,
+                    )
+
+    # ---------------------------------------------------------- entry points
+
+    def _certificate(self) -> acm.ICertificate | None:
+        domain = self.stage.domain
+        if domain is None:
+            return None
+        if domain.certificate_arn:
+            return acm.Certificate.from_certificate_arn(self, "Certificate", domain.certificate_arn)
+        zone = self._zone()
+        if zone is None:
+            raise ValueError(f"stage {self.stage.name}: a domain needs certificate_arn or a zone")
+        return acm.Certificate(
+            self,
+            "Certificate",
+            domain_name=domain.name,
+            subject_alternative_names=[domain.uploads],
+            validation=acm.CertificateValidation.from_dns(zone),
+        )
+
+    def _zone(self) -> route53.IHostedZone | None:
+        domain = self.stage.domain
+        if domain is None or not (domain.hosted_zone_id and domain.hosted_zone_name):
+            return None
+        if not hasattr(self, "_hosted_zone"):
+            self._hosted_zone = route53.HostedZone.from_hosted_zone_attributes(
+                self,
+                "Zone",
+                hosted_zone_id=domain.hosted_zone_id,
+                zone_name=domain.hosted_zone_name,
+            )
+        return self._hosted_zone
+
+    def _public_entry(self) -> str:
+        """docker needs /v2/ at the root of a host, while API Gateway serves the stage under
+        /<stage>/: a custom domain maps the stage to its root; without one, CloudFront in
+        front of the API (origin path /<stage>) gives a stable HTTPS host with /v2/ at /."""
+        stage = self.stage
+        if stage.domain is not None:
+            assert self.domain_cert is not None
+            domain = apigateway.DomainName(
+                self,
+                "ApiDomain",
+                domain_name=stage.domain.name,
+                certificate=self.domain_cert,
+                endpoint_type=apigateway.EndpointType.REGIONAL,
+                security_policy=apigateway.SecurityPolicy.TLS_1_2,
+            )
+            apigateway.CfnBasePathMapping(
+                self,
+                "ApiDomainMapping",
+                domain_name=domain.domain_name,
+                rest_api_id=cdk.Fn.ref("RestAPI"),
+                # SAM's reference to the stage it generates: the mapping waits for it.
+                stage=cdk.Fn.ref("RestAPI.Stage"),
+            )
+            zone = self._zone()
+            if zone is not None:
+                route53.ARecord(
+                    self,
+                    "ApiAlias",
+                    zone=zone,
+                    record_name=stage.domain.name,
+                    target=route53.RecordTarget.from_alias(
+                        route53_targets.ApiGatewayDomain(domain)
+                    ),
+                )
+            cdk.CfnOutput(
+                self,
+                "ApiDomainTarget",
+                value=domain.domain_name_alias_domain_name,
+                description="DNS target of the registry domain (without a zone)",
+            )
+            return f"https://{stage.domain.name}"
+        origin = origins.HttpOrigin(
+            cdk.Fn.sub("${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"),
+            origin_path=f"/{stage.api_gateway_stage}",
+            protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
+        )
+        # Authorization can only reach the origin through the cache key; responses are
+        # cached for at most a second, keyed by credentials, Accept and the query.
+        cache = cloudfront.CachePolicy(
+            self,
+            "ApiCachePolicy",
+            default_ttl=cdk.Duration.seconds(0),
+            min_ttl=cdk.Duration.seconds(0),
+            max_ttl=cdk.Duration.seconds(1),
+            header_behavior=cloudfront.CacheHeaderBehavior.allow_list("Authorization", "Accept"),
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.all(),
+            cookie_behavior=cloudfront.CacheCookieBehavior.none(),
+        )
+        self.api_distribution = cloudfront.Distribution(
+            self,
+            "ApiDistribution",
+            comment=f"Portside {stage.name}: registry API (/v2/ at the root)",
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origin,
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
+                cache_policy=cache,
+                origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
+                compress=False,
+            ),
+        )
+        return f"https://{self.api_distribution.distribution_domain_name}"
+
+    def _upload_host(self) -> str:
+        """The streaming upload host: the same code on ECS Fargate behind an ALB."""
+        stage, config = self.stage, self.stage.upload_host
+        # Public subnets and no NAT gateway (no idle cost); S3 and DynamoDB traffic stays
+        # on the free gateway endpoints.
+        vpc = ec2.Vpc(
+            self,
+            "UploadVpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC)
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                "DynamoDB": ec2.GatewayVpcEndpointOptions(
+                    service=ec2.GatewayVpcEndpointAwsService.DYNAMODB
+                ),
+            },
+        )
+        cluster = ecs.Cluster(
+            self,
+            "UploadCluster",
+            vpc=vpc,
+            container_insights_v2=(
+                ecs.ContainerInsights.ENABLED
+                if stage.retain_data
+                else ecs.ContainerInsights.DISABLED
+            ),
+        )
+        log_group = logs.LogGroup(
+            self,
+            "UploadHostLogs",
+            log_group_name=f"/portside/{stage.name}/upload-host",
+            retention=_retention(stage.log_retention_days),
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        domain = stage.domain
+        upload_url = f"https://{domain.uploads}" if domain else None
+        platform = ecs.CpuArchitecture.ARM64 if config.arm64 else ecs.CpuArchitecture.X86_64
+        environment = {
+            "PORT": str(UPLOAD_PORT),
+            "THREADS": str(config.threads),
+            "AWS_DEFAULT_REGION": self.region,
+            "PORTSIDE_TABLE": stage.table,
+            "PORTSIDE_BUCKET": self.bucket.bucket_name,
+            "PORTSIDE_SIGNING_KEY_SECRET_ARN": self.secret.secret_arn,
+            "PORTSIDE_PUBLIC_URL": self.public_url,
+            "PORTSIDE_TOKEN_SERVICE": stage.token_service,
+            "PORTSIDE_TOKEN_TTL_SECONDS": str(stage.token_ttl_seconds),
+            "PORTSIDE_UPLOAD_TTL_SECONDS": str(stage.upload_ttl_seconds),
+            "PORTSIDE_PRESIGN_TTL_SECONDS": str(stage.presign_ttl_seconds),
+            "PORTSIDE_PART_SIZE": str(stage.part_size_bytes),
+            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": stage.log_level,
+        }
+        if upload_url:
+            environment["PORTSIDE_UPLOAD_URL"] = upload_url
+        service = ecs_patterns.ApplicationLoadBalancedFargateService(
+            self,
+            "UploadHost",
+            cluster=cluster,
+            cpu=config.cpu,
+            memory_limit_mib=config.memory_mib,
+            desired_count=config.min_tasks,
+            min_healthy_percent=100,
+            assign_public_ip=True,
+            task_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            public_load_balancer=True,
+            # Whole layers arrive in one request: allow slow clients.
+            idle_timeout=cdk.Duration.seconds(900),
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=platform,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+            task_image_options=ecs_patterns.ApplicationLoadBalancedTaskImageOptions(
+                image=ecs.ContainerImage.from_asset(
+                    str(REPO_ROOT),
+                    file="Dockerfile.upload-host",
+                    platform=_asset_platform(config.arm64),
+                ),
+                container_port=UPLOAD_PORT,
+                environment=environment,
+                log_driver=ecs.LogDrivers.aws_logs(stream_prefix="upload", log_group=log_group),
+            ),
+            **(
+                {
+                    "certificate": self.domain_cert,
+                    "protocol": elbv2.ApplicationProtocol.HTTPS,
+                    "redirect_http": True,
+                    "ssl_policy": elbv2.SslPolicy.RECOMMENDED_TLS,
+                    "domain_name": domain.uploads,
+                    **({"domain_zone": self._zone()} if self._zone() else {}),
+                }
+                if domain
+                else {}
+            ),
+        )
+        service.target_group.configure_health_check(path="/healthz", healthy_http_codes="200")
+        service.target_group.set_attribute("deregistration_delay.timeout_seconds", "120")
+        scaling = service.service.auto_scale_task_count(
+            min_capacity=config.min_tasks, max_capacity=config.max_tasks
+        )
+        scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
+        for statement in policies.api_statements(self.table, self.bucket, self.secret):
+            service.task_definition.add_to_task_role_policy(statement)
+        self.upload_host = service
+
+        if upload_url is None:
+            # No certificate without a domain: CloudFront gives the ALB an HTTPS front.
+            self.upload_distribution = cloudfront.Distribution(
+                self,
+                "UploadDistribution",
+                comment=f"Portside {stage.name}: upload host",
+                price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+                default_behavior=cloudfront.BehaviorOptions(
+                    origin=origins.LoadBalancerV2Origin(
+                        service.load_balancer,
+                        protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+                        read_timeout=cdk.Duration.seconds(60),
+                    ),
+                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                    allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
+                    cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+                    origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER,
+                    compress=False,
+                ),
+            )
+            upload_url = f"https://{self.upload_distribution.distribution_domain_name}"
+            service.task_definition.default_container.add_environment(  # type: ignore[union-attr]
+                "PORTSIDE_UPLOAD_URL", upload_url
+            )
+        return upload_url
+
+    # ---------------------------------------------------------------- alarms
+
+    def _alarms(self) -> None:
+        config = self.stage.alarms
+        topic = sns.Topic(self, "AlarmTopic", display_name=f"Portside {self.stage.name} alarms")
+        if config.email:
+            topic.add_subscription(sns_subscriptions.EmailSubscription(config.email))
+        action = cw_actions.SnsAction(topic)
+        five = cdk.Duration.minutes(5)
+        dims = {"service": METRICS_SERVICE}
+
+        def metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=name,
+                dimensions_map=dims,
+                statistic=statistic,
+                period=five,
+            )
+
+        alarms: list[cloudwatch.Alarm] = [
+            cloudwatch.MathExpression(
+                expression="100 * errors / requests",
+                using_metrics={
+                    "errors": metric("ServerErrors", "Sum"),
+                    "requests": metric("Requests", "Sum"),
+                },
+                period=five,
+                label="5xx rate (%)",
+            ).create_alarm(
+                self,
+                "ServerErrorRateAlarm",
+                alarm_description="Share of /v2/ requests answered with a 5xx",
+                threshold=config.server_error_rate * 100,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            metric("Latency", "p99").create_alarm(
+                self,
+                "LatencyP99Alarm",
+                alarm_description="p99 of /v2/ request handling time (ms)",
+                threshold=config.latency_p99_ms,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        for name, logical in LOGICAL_IDS.items():
+            for metric_name, threshold in (("Errors", config.lambda_errors), ("Throttles", 1)):
+                alarms.append(
+                    cloudwatch.Metric(
+                        namespace="AWS/Lambda",
+                        metric_name=metric_name,
+                        dimensions_map={"FunctionName": cdk.Fn.ref(logical)},
+                        statistic="Sum",
+                        period=five,
+                    ).create_alarm(
+                        self,
+                        f"{logical}{metric_name}Alarm",
+                        alarm_description=f"Lambda {metric_name.lower()} of {name}",
+                        threshold=threshold,
+                        evaluation_periods=1,
+                        comparison_operator=(
+                            cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                        ),
+                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    )
+                )
+        if self.upload_host is not None:
+            lb = self.upload_host.load_balancer
+            for code, label in (
+                (elbv2.HttpCodeTarget.TARGET_5XX_COUNT, "Target"),
+                (elbv2.HttpCodeElb.ELB_5XX_COUNT, "Elb"),
+            ):
+                source = (
+                    lb.metrics.http_code_target if label == "Target" else lb.metrics.http_code_elb
+                )
+                alarms.append(
+                    source(code, period=five, statistic="Sum").create_alarm(  # type: ignore[arg-type]
+                        self,
+                        f"UploadHost{label}5xxAlarm",
+                        alarm_description=f"Upload host {label.lower()} 5xx responses",
+                        threshold=config.upload_host_5xx,
+                        evaluation_periods=1,
+                        comparison_operator=(
+                            cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                        ),
+                        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    )
+                )
+        for alarm in alarms:
+            alarm.add_alarm_action(action)
+
+    # --------------------------------------------------------------- outputs
+
+    def _outputs(self) -> None:
+        host = cdk.Fn.select(2, cdk.Fn.split("/", self.public_url))
+        cdk.CfnOutput(
+            self,
+            "RegistryUrl",
+            value=self.public_url,
+            description="Base URL of the registry (/v2/) and the management API",
+        )
+        cdk.CfnOutput(
+            self,
+            "RegistryHost",
+            value=host,
+            description="docker login <host>; images are <host>/<registry>/<repo>",
+        )
+        cdk.CfnOutput(
+            self,
+            "UploadUrl",
+            value=self.upload_url or "(no upload host)",
+            description="PORTSIDE_UPLOAD_URL: the streaming upload host",
+        )
+        cdk.CfnOutput(self, "TableName", value=self.table.table_name)
+        cdk.CfnOutput(self, "BlobBucketName", value=self.bucket.bucket_name)
+        cdk.CfnOutput(self, "AccessLogBucketName", value=self.log_bucket.bucket_name)
+        cdk.CfnOutput(self, "ExportsBucketName", value=self.exports_bucket.bucket_name)
+        cdk.CfnOutput(self, "SigningKeySecretArn", value=self.secret.secret_arn)
+        if self.upload_host is not None:
+            cdk.CfnOutput(
+                self,
+                "UploadLoadBalancerDns",
+                value=self.upload_host.load_balancer.load_balancer_dns_name,
+                description="DNS target of the upload domain (without a zone)",
+            )
+
+
+RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    if days not in RETENTION:
+        raise ValueError(f"log retention must be one of {sorted(RETENTION)} days, not {days}")
+    return RETENTION[days]
+
+
+def _asset_platform(arm64: bool) -> Any:
+    from aws_cdk import aws_ecr_assets as ecr_assets
+
+    return ecr_assets.Platform.LINUX_ARM64 if arm64 else ecr_assets.Platform.LINUX_AMD64
