@@ -54,6 +54,10 @@ def synths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Synth
     from portside_infra.stack import PortsideStack
     from stages import STAGES
 
+    # Synthesis changes the process environment (chalice loads the app with each stage's
+    # environment variables): give it back afterwards, so later tests and the servers
+    # they start do not inherit, say, PORTSIDE_TABLE=portside-prod.
+    saved_env = dict(os.environ)
     os.environ.update(OFFLINE_ENV)
     work = tmp_path_factory.mktemp("cdk")
     cwd = os.getcwd()
@@ -64,9 +68,13 @@ def synths(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Synth
             app = cdk.App(outdir=str(work / f"{name}.out"), context=cdk_context())
             stack = PortsideStack(app, stage, env=cdk.Environment(account=ACCOUNT, region=REGION))
             out[name] = Synth(stack)
+        os.environ.clear()
+        os.environ.update({**saved_env, **OFFLINE_ENV})
         yield out
     finally:
         os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 @pytest.fixture(scope="session")

@@ -104,6 +104,9 @@ def start_registry(
         "PORTSIDE_BOOTSTRAP_REGISTRY": registry,
         "PORTSIDE_BOOTSTRAP_TOKEN": token,
         "PYTHONUNBUFFERED": "1",
+        # The names RunningRegistry's helpers use, whatever the test process inherited.
+        "PORTSIDE_TABLE": "portside",
+        "PORTSIDE_BUCKET": "portside-blobs",
         **(extra_env or {}),
     }
     env.pop("AWS_ENDPOINT_URL", None)
