@@ -7,7 +7,6 @@ fresh registry name (and so fresh keys and partitions) each.
 from __future__ import annotations
 
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pytest
 from chalicelib.adapters.dynamo import DynamoMetadataStore
 from chalicelib.adapters.dynamo_models import bind_table, create_table
 from chalicelib.adapters.s3 import S3BlobStore, s3_client
+from chalicelib.local.moto_fixes import serialize_dynamodb_writes
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import RegistryRecord
 from chalicelib.registry.service import RegistryService, ServiceSettings
@@ -34,29 +34,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _serialize_dynamodb_writes(patch: pytest.MonkeyPatch) -> None:
-    """Make moto's DynamoDB writes atomic, as DynamoDB's are.
-
-    moto applies a transaction or an ``ADD`` update as an unlocked read-modify-write, so
-    concurrent writers through the threaded server can lose updates that DynamoDB would
-    serialize (or cancel with TransactionConflict). Tests of concurrent commits would then
-    measure moto, not Portside. The server runs in this process, so one lock around each
-    write restores DynamoDB's per-request atomicity; the race between a writer's read and
-    its conditional transaction, which Portside must handle, is untouched.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return __original(self, *args, **kwargs)
-
-        patch.setattr(DynamoDBBackend, name, locked)
 
 
 @dataclass(frozen=True)
@@ -80,7 +57,8 @@ def aws() -> Iterator[Aws]:
     patch.setenv("AWS_DEFAULT_REGION", REGION)
     patch.delenv("AWS_PROFILE", raising=False)
     patch.delenv("AWS_SESSION_TOKEN", raising=False)
-    _serialize_dynamodb_writes(patch)
+    # DynamoDB serializes writes; moto must too, or concurrency tests measure moto.
+    serialize_dynamodb_writes()
     try:
         bind_table(TABLE, REGION)
         create_table()

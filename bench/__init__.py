@@ -1,0 +1,1 @@
+"""Portside's benchmark suite: `make bench` (see bench/README.md)."""

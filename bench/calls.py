@@ -1,0 +1,353 @@
+"""AWS calls per registry operation, measured on the in-process registry (moto).
+
+Each operation is driven over HTTP exactly as the real clients do it (FACTS.md), with the
+botocore hook of ``bench.awscalls`` counting what the registry asks of AWS in between.
+Everything a client does before the operation (obtaining a JWT, pushing what is pulled)
+happens outside the measured window.
+
+    python -m bench.calls                 # table on stdout
+    python -m bench.calls --json out.json # also the JSON (``-`` for stdout only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from . import awscalls
+from .inproc import InProcessRegistry, in_process_registry
+
+SMALL = 64 * 1024
+MULTIPART = 10 * 1024 * 1024  # > one 8 MiB part: the multipart path
+PULL_LAYERS = (1, 5, 10)
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Client:
+    """A minimal registry client speaking like docker/skopeo (Bearer) or with Basic."""
+
+    reg: InProcessRegistry
+    repo: str
+    bearer: bool = True
+
+    def __post_init__(self) -> None:
+        self.http = requests.Session()
+        self.requests = 0
+        self._jwt: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.reg.registry}/{self.repo}"
+
+    def basic(self) -> str:
+        raw = f"{self.reg.token}:{self.reg.token}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def fetch_jwt(self) -> str:
+        scope = f"repository:{self.name}:pull,push"
+        resp = self.http.get(
+            f"{self.reg.url}/v2/token",
+            params={"service": "portside", "scope": scope},
+            headers={"Authorization": self.basic()},
+            timeout=30,
+        )
+        resp.raise_for_status()
+        self._jwt = str(resp.json()["token"])
+        return self._jwt
+
+    def auth(self) -> dict[str, str]:
+        if not self.bearer:
+            return {"Authorization": self.basic()}
+        if self._jwt is None:
+            self.fetch_jwt()
+        return {"Authorization": f"Bearer {self._jwt}"}
+
+    def call(
+        self, method: str, url: str, expect: int, headers: dict[str, str] | None = None, **kw: Any
+    ) -> requests.Response:
+        if url.startswith("/"):
+            url = self.reg.url + url
+        self.requests += 1
+        resp = self.http.request(
+            method,
+            url,
+            headers={**self.auth(), **(headers or {})},
+            allow_redirects=False,
+            timeout=120,
+            **kw,
+        )
+        if resp.status_code != expect:
+            raise AssertionError(f"{method} {url} -> {resp.status_code} {resp.text[:300]}")
+        return resp
+
+    # -- flows as the real clients drive them --------------------------------------------
+
+    def push_blob(self, data: bytes) -> str:
+        """skopeo/podman/docker: POST, one PATCH with the whole blob, empty PUT ?digest=."""
+        digest = sha256(data)
+        resp = self.call("POST", f"/v2/{self.name}/blobs/uploads/", 202)
+        location = resp.headers["Location"]
+        resp = self.call(
+            "PATCH",
+            location,
+            202,
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        location = resp.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        self.call("PUT", f"{location}{sep}digest={digest}", 201)
+        return digest
+
+    def push_blob_monolithic(self, data: bytes) -> str:
+        """containerd: POST, then one PUT ?digest= carrying the whole blob."""
+        digest = sha256(data)
+        resp = self.call("POST", f"/v2/{self.name}/blobs/uploads/", 202)
+        location = resp.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        self.call(
+            "PUT",
+            f"{location}{sep}digest={digest}",
+            201,
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return digest
+
+    def put_manifest(self, ref: str, body: bytes, media_type: str = OCI_MANIFEST) -> None:
+        self.call(
+            "PUT",
+            f"/v2/{self.name}/manifests/{ref}",
+            201,
+            data=body,
+            headers={"Content-Type": media_type},
+        )
+
+    def pull(self, tag: str) -> int:
+        """docker/containerd after the token: manifest by tag, the config, every layer
+        (each blob GET answers the 307; S3 is not followed)."""
+        resp = self.call(
+            "GET", f"/v2/{self.name}/manifests/{tag}", 200, headers={"Accept": OCI_MANIFEST}
+        )
+        manifest = resp.json()
+        blobs = [manifest["config"]["digest"], *(d["digest"] for d in manifest["layers"])]
+        for digest in blobs:
+            self.call("GET", f"/v2/{self.name}/blobs/{digest}", 307)
+        return len(blobs)
+
+
+def make_image(client: Client, label: str, layers: int) -> tuple[bytes, list[str]]:
+    """Push ``layers`` small layers and a config (unmeasured); return the manifest."""
+    layer_descs = []
+    for i in range(layers):
+        data = f"{label}-layer-{i}-".encode() + os.urandom(1024)
+        layer_descs.append(
+            {"mediaType": OCI_LAYER, "digest": client.push_blob(data), "size": len(data)}
+        )
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "label": label,
+        }
+    ).encode()
+    config_desc = {"mediaType": OCI_CONFIG, "digest": client.push_blob(config), "size": len(config)}
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config_desc,
+            "layers": layer_descs,
+        }
+    ).encode()
+    return manifest, [config_desc["digest"], *(d["digest"] for d in layer_descs)]
+
+
+@dataclass
+class Measured:
+    description: str
+    http_requests: int
+    tally: awscalls.Tally
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "http_requests": self.http_requests,
+            **self.tally.summary(),
+        }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.results: dict[str, Measured] = {}
+
+    @contextmanager
+    def op(self, name: str, description: str, client: Client) -> Iterator[None]:
+        before = client.requests
+        with awscalls.measure() as tally:
+            yield
+        self.results[name] = Measured(description, client.requests - before, tally)
+
+
+def measure_all(reg: InProcessRegistry) -> dict[str, Any]:
+    rec = Recorder()
+    c = Client(reg, "calls/app")
+    b = Client(reg, "calls/app", bearer=False)
+
+    # -- auth ----------------------------------------------------------------------------
+    with rec.op("token_issue", "GET /v2/token with Basic (first use of the API token)", c):
+        c.requests += 1
+        c.fetch_jwt()
+    with rec.op("token_issue_again", "GET /v2/token again within a minute", c):
+        c.requests += 1
+        c.fetch_jwt()
+    with rec.op("ping_basic", "GET /v2/ with Basic (API token)", b):
+        b.call("GET", "/v2/", 200)
+    with rec.op("ping_bearer", "GET /v2/ with a Bearer JWT", c):
+        c.call("GET", "/v2/", 200)
+
+    # -- pushes --------------------------------------------------------------------------
+    small = os.urandom(SMALL)
+    with rec.op("blob_push", "blob push, 64 KiB: POST, PATCH, PUT ?digest= (Bearer)", c):
+        c.push_blob(small)
+    with rec.op("blob_push_monolithic", "blob push, 64 KiB: POST, PUT ?digest= with body (ctr)", c):
+        c.push_blob_monolithic(os.urandom(SMALL))
+    with rec.op("blob_push_10mib", "blob push, 10 MiB: POST, PATCH, PUT (S3 multipart path)", c):
+        c.push_blob(os.urandom(MULTIPART))
+    with rec.op("blob_push_existing", "blob push of a blob the repository already has", c):
+        c.push_blob(small)
+    with rec.op("blob_push_basic", "blob push, 64 KiB, with Basic on every request", b):
+        b.push_blob(os.urandom(SMALL))
+
+    manifest, blobs = make_image(c, "five", 5)
+    with rec.op("manifest_push", "manifest PUT by tag, 5 layers, repository exists", c):
+        c.put_manifest("v1", manifest)
+    with rec.op("manifest_push_again", "manifest PUT of the same manifest under a new tag", c):
+        c.put_manifest("v2", manifest)
+    fresh = Client(reg, "calls/fresh")
+    fresh_manifest, _ = make_image(fresh, "fresh", 1)
+    with rec.op("manifest_push_new_tag", "manifest PUT by tag, 1 layer, another repository", fresh):
+        fresh.put_manifest("v1", fresh_manifest)
+
+    # -- reads ---------------------------------------------------------------------------
+    with rec.op("manifest_head_tag", "manifest HEAD by tag", c):
+        c.call("HEAD", f"/v2/{c.name}/manifests/v1", 200, headers={"Accept": OCI_MANIFEST})
+    with rec.op("manifest_get_tag", "manifest GET by tag", c):
+        c.call("GET", f"/v2/{c.name}/manifests/v1", 200, headers={"Accept": OCI_MANIFEST})
+    digest = sha256(manifest)
+    with rec.op("manifest_get_digest", "manifest GET by digest", c):
+        c.call("GET", f"/v2/{c.name}/manifests/{digest}", 200, headers={"Accept": OCI_MANIFEST})
+    with rec.op("blob_head", "blob HEAD", c):
+        c.call("HEAD", f"/v2/{c.name}/blobs/{blobs[1]}", 200)
+    with rec.op("blob_get", "blob GET (307 to presigned S3 URL, not followed)", c):
+        c.call("GET", f"/v2/{c.name}/blobs/{blobs[1]}", 307)
+    with rec.op("tag_list", "GET tags/list", c):
+        c.call("GET", f"/v2/{c.name}/tags/list", 200)
+
+    for layers in PULL_LAYERS:
+        repo = Client(reg, f"calls/pull{layers}")
+        image, _ = make_image(repo, f"pull{layers}", layers)
+        repo.put_manifest("latest", image)
+        with rec.op(
+            f"pull_{layers}",
+            f"pull of a {layers}-layer image: manifest GET by tag, config + {layers} "
+            "layer GETs (Bearer)",
+            repo,
+        ):
+            repo.pull("latest")
+    basic_puller = Client(reg, "calls/pull5", bearer=False)
+    with rec.op(
+        "pull_5_basic", "pull of the 5-layer image with Basic on every request", basic_puller
+    ):
+        basic_puller.pull("latest")
+
+    return {
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "method": "botocore before-call hook on every client of the in-process registry "
+        "(moto in-process, LocalGateway under cheroot); one HTTP flow per operation",
+        "operations": {name: m.to_json() for name, m in rec.results.items()},
+    }
+
+
+def table(data: dict[str, Any]) -> str:
+    head = f"{'operation':<24} {'http':>4} {'ddb R':>5} {'ddb W':>5} {'s3':>3} {'all':>4}  calls"
+    lines = [head, "-" * len(head)]
+    for name, op in data["operations"].items():
+        detail = ", ".join(f"{k} x{v}" for k, v in op["breakdown"].items())
+        lines.append(
+            f"{name:<24} {op['http_requests']:>4} {op['dynamodb_reads']:>5} "
+            f"{op['dynamodb_writes']:>5} {op['s3_calls']:>3} {op['total_calls']:>4}  {detail}"
+        )
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "chalicelib", "app.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
+def run() -> dict[str, Any]:
+    with in_process_registry() as reg:
+        data = measure_all(reg)
+    data["commit"] = git_commit()
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", help="write the JSON here ('-': stdout, no table)")
+    args = parser.parse_args(argv)
+    data = run()
+    if args.json == "-":
+        json.dump(data, sys.stdout, indent=2)
+        print()
+        return 0
+    print(table(data))
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
