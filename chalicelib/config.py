@@ -34,6 +34,8 @@ class Settings:
     # The Docker token-auth service name (the JWT audience) and the JWTs' lifetime.
     token_service: str = "portside"
     token_ttl: timedelta = timedelta(minutes=5)
+    # How long a warm process may reuse a registry record on the request path.
+    registry_cache_ttl: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,6 +53,7 @@ class Settings:
             presign_ttl=timedelta(seconds=_int("PORTSIDE_PRESIGN_TTL_SECONDS", 300)),
             token_service=env.get("PORTSIDE_TOKEN_SERVICE") or "portside",
             token_ttl=timedelta(seconds=_int("PORTSIDE_TOKEN_TTL_SECONDS", 300)),
+            registry_cache_ttl=timedelta(seconds=_int("PORTSIDE_REGISTRY_CACHE_SECONDS", 30)),
         )
 
 

@@ -39,7 +39,7 @@ def build_v2_api(config: Settings) -> V2Api:
     )
     return V2Api(
         service,
-        Authenticator(store),
+        Authenticator(store, registry_ttl=config.registry_cache_ttl),
         UploadCapability(config.signing_key, config.upload_ttl),
         RegistryTokens(config.signing_key, config.token_service, config.token_ttl),
         public_url=config.public_url,
@@ -56,8 +56,7 @@ def v2_api() -> V2Api:
 def management_api() -> ManagementApi:
     config = settings()
     registry = v2_api().service
-    service = ManagementService(
-        registry.store, registry.blobs, registry, Authenticator(registry.store)
-    )
+    # One Authenticator: what the management API changes, it forgets from the cache.
+    service = ManagementService(registry.store, registry.blobs, registry, v2_api().auth)
     host = urlsplit(config.public_url).netloc if config.public_url else None
     return ManagementApi(service, registry_host=host)

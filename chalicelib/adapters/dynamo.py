@@ -281,64 +281,87 @@ class DynamoMetadataStore:
             return None
         return BlobRecord(digest, int(item.size), item.created_at)
 
-    def commit_blob(self, repo: RepositoryName, digest: str, size: int, now: datetime) -> bool:
-        """One transaction: registry blob + storage counter (first time only), the link,
-        and the repository + repository counter (first push only).
+    def commit_blob(
+        self,
+        repo: RepositoryName,
+        digest: str,
+        size: int,
+        now: datetime,
+        upload_id: str | None = None,
+    ) -> bool:
+        """One transaction: the registry's blob record + storage counter (first time only),
+        the link, the repository + repository counter (first push only), and the end of
+        the upload session that produced the blob.
 
-        What exists is read first and asserted in the transaction's conditions; if another
-        writer changed it in between, the transaction is cancelled and we re-read.
+        It guesses what exists (a new blob, an existing repository: the common push) and
+        states the guess as conditions, so the usual push is this one request. When a guess
+        was wrong the transaction is cancelled, and the cancellation reasons say which, so
+        the retry needs no read either.
         """
+        blob_exists, repo_exists = False, True
         for _ in range(RETRIES):
-            keys = [
-                (reg_pk(repo.registry), f"BLOB#{digest}"),
-                (reg_pk(repo.registry), f"REPO#{repo.repository}"),
-            ]
-            found = {(i.pk, i.sk) for i in Item.batch_get(keys)}
-            blob_exists = keys[0] in found
-            repo_exists = keys[1] in found
+            labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
+            blob_key = (reg_pk(repo.registry), f"BLOB#{digest}")
+            repo_key = (reg_pk(repo.registry), f"REPO#{repo.repository}")
+            live = RegistryItem.pk.exists() & _registry_live()
             try:
                 with self._transaction() as tx:
                     if blob_exists:
-                        tx.condition_check(Item, keys[0][0], keys[0][1], condition=Item.pk.exists())
+                        tx.condition_check(Item, *blob_key, condition=Item.pk.exists())
+                        labels["check"].append("blob")
                     else:
                         tx.save(
-                            RegistryBlobItem(keys[0][0], keys[0][1], size=size, created_at=now),
+                            RegistryBlobItem(*blob_key, size=size, created_at=now),
                             condition=Item.pk.does_not_exist(),
                         )
-                    counters: list[Action] = (
-                        [] if blob_exists else [RegistryItem.storage_bytes.add(size)]
-                    )
-                    if not repo_exists:
+                        labels["put"].append("blob")
+                    if repo_exists:
+                        tx.condition_check(Item, *repo_key, condition=Item.pk.exists())
+                        labels["check"].append("repo")
+                    else:
                         tx.save(
-                            RepositoryItem(keys[1][0], keys[1][1], created_at=now),
+                            RepositoryItem(*repo_key, created_at=now),
                             condition=Item.pk.does_not_exist(),
                         )
+                        labels["put"].append("repo")
+                    counters: list[Action] = []
+                    if not blob_exists:
+                        counters.append(RegistryItem.storage_bytes.add(size))
+                        counters.append(RegistryItem.storage_updated_at.set(now))
+                    if not repo_exists:
                         counters.append(RegistryItem.repository_count.add(1))
                     # Every write asserts that the registry is live, so nothing lands in a
                     # registry whose content is being purged.
                     if counters:
-                        if not blob_exists:
-                            counters.append(RegistryItem.storage_updated_at.set(now))
                         tx.update(
                             RegistryItem(reg_pk(repo.registry), META),
                             actions=counters,
-                            condition=RegistryItem.pk.exists() & _registry_live(),
+                            condition=live,
                         )
+                        labels["update"].append("registry")
                     else:
                         tx.condition_check(
-                            RegistryItem,
-                            reg_pk(repo.registry),
-                            META,
-                            condition=RegistryItem.pk.exists() & _registry_live(),
+                            RegistryItem, reg_pk(repo.registry), META, condition=live
                         )
+                        labels["check"].append("registry")
                     tx.save(
                         BlobLinkItem(repo_pk(repo), f"LINK#{digest}", size=size, created_at=now)
                     )
+                    labels["put"].append("link")
+                    if upload_id is not None:
+                        tx.delete(Item(f"UPLOAD#{upload_id}", META))
+                        labels["delete"].append("upload")
             except TransactWriteError as exc:
-                if _is_transaction_conflict(exc):
+                failed = _failed_conditions(exc, labels)
+                if failed is None:
+                    raise
+                if "registry" in failed:
                     self._require_live_registry(repo)
-                    continue
-                raise
+                if "blob" in failed:
+                    blob_exists = not blob_exists
+                if "repo" in failed:
+                    repo_exists = not repo_exists
+                continue
             return not blob_exists
         raise ConcurrentWriteError("blob commit raced with other writers; retry")
 
@@ -721,6 +744,24 @@ def _upload_session(item: UploadItem) -> UploadSession:
 
 def _is_condition_failure(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def _failed_conditions(exc: TransactWriteError, labels: dict[str, list[str]]) -> set[str] | None:
+    """Which labelled items of a cancelled transaction failed their condition; None if it
+    failed for another reason. PynamoDB sends condition checks, deletes, puts and updates
+    in that order, and DynamoDB's reasons follow the items one to one."""
+    reasons = getattr(exc, "cancellation_reasons", None)
+    if not reasons:
+        return None
+    order = labels["check"] + labels["delete"] + labels["put"] + labels["update"]
+    failed: set[str] = set()
+    for label, reason in zip(order, reasons, strict=False):
+        code = getattr(reason, "code", None) if reason is not None else None
+        if code == "ConditionalCheckFailed":
+            failed.add(label)
+        elif code == "TransactionConflict":
+            failed.add("conflict")
+    return failed or None
 
 
 def _is_transaction_conflict(exc: TransactWriteError) -> bool:

@@ -56,7 +56,7 @@ class MemoryBlobStore:
         self.calls.append("delete_object")
         self.objects.pop(key, None)
 
-    def copy_object(self, source_key: str, dest_key: str) -> None:
+    def copy_object(self, source_key: str, dest_key: str, size: int) -> None:
         self.calls.append("copy_object")
         self.objects[dest_key] = self.objects[source_key]
 
@@ -226,8 +226,17 @@ class MemoryMetadataStore:
             repos.add(repo.repository)
             self.registries[repo.registry].repository_count += 1
 
-    def commit_blob(self, repo: RepositoryName, digest: str, size: int, now: datetime) -> bool:
+    def commit_blob(
+        self,
+        repo: RepositoryName,
+        digest: str,
+        size: int,
+        now: datetime,
+        upload_id: str | None = None,
+    ) -> bool:
         with self._lock:
+            if upload_id is not None:
+                self.uploads.pop(upload_id, None)
             blobs = self.registry_blobs.setdefault(repo.registry, {})
             new = digest not in blobs
             if new:

@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 
 STREAM_CHUNK = 1024 * 1024
+MAX_SINGLE_COPY = 5 * 1024 * 1024 * 1024
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
@@ -52,9 +53,12 @@ class S3BlobStore:
     def delete_object(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def copy_object(self, source_key: str, dest_key: str) -> None:
-        # Managed copy: a single CopyObject up to its 5 GB limit, multipart copy beyond.
-        self.client.copy({"Bucket": self.bucket, "Key": source_key}, self.bucket, dest_key)
+    def copy_object(self, source_key: str, dest_key: str, size: int) -> None:
+        source = {"Bucket": self.bucket, "Key": source_key}
+        if size <= MAX_SINGLE_COPY:
+            self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=dest_key)
+        else:  # CopyObject stops at 5 GiB; the managed copy goes part by part beyond
+            self.client.copy(source, self.bucket, dest_key)
 
     def create_multipart(self, key: str) -> str:
         upload_id: str = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)[

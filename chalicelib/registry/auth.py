@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -25,7 +26,7 @@ from .errors import (
 )
 from .names import RepositoryName
 from .ports import MetadataStore
-from .records import TokenRecord
+from .records import RegistryRecord, TokenRecord
 
 TOKEN_PREFIX = "pst_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -70,8 +71,36 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        registry_ttl: timedelta = timedelta(0),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self._store = store
+        # Registry records (owner, deleting) change rarely and every write re-checks them in
+        # its transaction, so a warm process may reuse one for ``registry_ttl`` on the
+        # request path. API token records are never cached: revocation applies at once.
+        self._registry_ttl = registry_ttl
+        self._clock = clock or utcnow
+        self._registries: dict[str, tuple[datetime, RegistryRecord | None]] = {}
+
+    def _registry(self, name: str) -> RegistryRecord | None:
+        if not self._registry_ttl:
+            return self._store.get_registry(name)
+        now = self._clock()
+        cached = self._registries.get(name)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = self._store.get_registry(name)
+        if len(self._registries) > 10_000:
+            self._registries.clear()
+        self._registries[name] = (now + self._registry_ttl, record)
+        return record
+
+    def forget_registry(self, name: str) -> None:
+        """Drop a cached registry record (this process changed it)."""
+        self._registries.pop(name, None)
 
     def authenticate_secret(self, secret: str, now: datetime) -> Principal:
         record = self._store.get_token_by_hash(hash_token(secret))
@@ -89,7 +118,7 @@ class Authenticator:
             self._store.touch_token(principal.token.token_hash, now)
 
     def require_registry(self, principal: Principal, repo: RepositoryName) -> None:
-        registry = self._store.get_registry(repo.registry)
+        registry = self._registry(repo.registry)
         if (
             registry is None
             or registry.deleting

@@ -193,6 +193,7 @@ class ManagementService:
             self.store.put_registry(record)
         except ValueError as exc:  # lost a race for the name
             raise ConflictError(f"the registry name {name!r} is taken") from exc
+        self.auth.forget_registry(name)  # it may be cached as absent
         return record
 
     def list_registries(self, principal: Principal) -> list[RegistryRecord]:
@@ -215,6 +216,7 @@ class ManagementService:
         self._visible_registry(principal, name)
         if not self.store.mark_registry_deleting(name):
             raise NameUnknownError(f"registry {name!r} not found")
+        self.auth.forget_registry(name)
 
     def purge_deleted_registries(self, budget: int = 1000) -> int:
         """Remove the content of deleted registries, resumably: each call does at most about
@@ -265,6 +267,7 @@ class ManagementService:
                 detail={"eligibility_reasons": reasons},
             )
         self.store.update_subscription(name, tier.slug, self._clock())
+        self.auth.forget_registry(name)
         return self._subscription_json(self._visible_registry(principal, name))
 
     # ------------------------------------------------------------------ content

@@ -189,8 +189,15 @@ class RegistryService:
             self._discard(session, persisted)
             self._delete_scratch(saved.tail_key, keep=session.tail_key)
             raise
-        self.store.commit_blob(repo, str(expected), session.offset, self._clock())
-        self._discard(session, persisted, keep_data=True)
+        # The commit also ends a saved session: blob visible and session gone, together.
+        self.store.commit_blob(
+            repo,
+            str(expected),
+            session.offset,
+            self._clock(),
+            upload_id=session.upload_id if persisted else None,
+        )
+        self._discard(session, persisted=False, keep_data=True)
         self._delete_scratch(saved.tail_key, keep=session.tail_key)
         return BlobRecord(str(expected), session.offset)
 
@@ -314,17 +321,24 @@ class RegistryService:
         final_key = blob_key(repo.registry, expected)
         actual: str | None
         if session.multipart_id is None:
+            if session.sha256 is not None and session.tail_key == blob_key(
+                repo.registry, Digest("sha256", session.sha256)
+            ):
+                # Streamed in one request and already stored under its own content
+                # address: comparing digests is all that is left.
+                if session.sha256 != expected.hex:
+                    raise DigestInvalidError(
+                        f"content hashes to sha256:{session.sha256}",
+                        detail={"digest": str(expected)},
+                    )
+                return
             data = self.blobs.get_object(session.tail_key) if session.tail_key else b""
-            if session.sha256 is not None and session.tail_key == final_key:
-                actual = session.sha256
-            else:
-                actual = hashlib.sha256(data).hexdigest()
+            actual = hashlib.sha256(data).hexdigest()
             if actual != expected.hex:
                 raise DigestInvalidError(
                     f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
                 )
-            if session.tail_key != final_key:
-                self.blobs.put_object(final_key, data)
+            self.blobs.put_object(final_key, data)
             return
         parts = [(p.number, p.etag) for p in session.parts]
         if session.tail_size and session.tail_key:
@@ -348,8 +362,9 @@ class RegistryService:
             raise DigestInvalidError(
                 f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
             )
+        # Large blobs only: one read can save copying gigabytes the registry already holds.
         if self.store.get_registry_blob(repo.registry, str(expected)) is None:
-            self.blobs.copy_object(session.data_key, final_key)
+            self.blobs.copy_object(session.data_key, final_key, session.offset)
         self.blobs.delete_object(session.data_key)
 
     def _discard(self, session: UploadSession, persisted: bool, keep_data: bool = False) -> None:
@@ -468,12 +483,11 @@ class RegistryService:
     # ------------------------------------------------------------------ discovery
 
     def list_tags(self, repo: RepositoryName, n: int | None, last: str | None) -> Page:
-        if not self.store.repository_exists(repo):
-            raise NameUnknownError(detail={"name": str(repo)})
         limit = self.settings.default_page_size if n is None else min(n, 10000)
-        if limit <= 0:
-            return Page([], False)
-        tags: list[TagRecord] = self.store.list_tags(repo, last, limit + 1)
+        tags: list[TagRecord] = self.store.list_tags(repo, last, limit + 1) if limit > 0 else []
+        # Only an empty page needs to know whether the repository exists at all.
+        if not tags and not self.store.repository_exists(repo):
+            raise NameUnknownError(detail={"name": str(repo)})
         return Page([t.tag for t in tags[:limit]], len(tags) > limit)
 
     def list_referrers(
