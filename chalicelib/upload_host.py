@@ -16,19 +16,10 @@ import json
 import os
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qsl
 
 from cheroot import wsgi
 
-from chalicelib.http.messages import HttpRequest
-from chalicelib.local.gateway import (
-    StartResponse,
-    is_upload_body,
-    query_lists,
-    reply,
-    request_headers,
-)
-from chalicelib.registry.names import is_decimal
+from chalicelib.local.gateway import StartResponse, is_upload_body, reply, wsgi_request
 from chalicelib.wiring import v2_api
 
 NOT_FOUND = json.dumps(
@@ -37,31 +28,14 @@ NOT_FOUND = json.dumps(
 
 
 def upload_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    method = environ["REQUEST_METHOD"].upper()
-    path = environ.get("PATH_INFO", "/") or "/"
-    if path == "/healthz":
+    if environ.get("PATH_INFO") == "/healthz":
         return reply(start_response, 200, {"Content-Type": "text/plain"}, b"ok")
-    pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    query = dict(pairs)
-    headers = request_headers(environ)
+    request = wsgi_request(environ)
     # GET and DELETE of a session come here too: clients keep using the Location they got.
-    session_call = method in ("GET", "DELETE") and "/blobs/uploads/" in path
-    if not (is_upload_body(method, path, query) or session_call):
+    session_call = request.method in ("GET", "DELETE") and "/blobs/uploads/" in request.path
+    if not (is_upload_body(request.method, request.path, request.query) or session_call):
         return reply(start_response, 404, {"Content-Type": "application/json"}, NOT_FOUND)
-    length_text = environ.get("CONTENT_LENGTH") or ""
-    proto = headers.get("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
-    response = v2_api().handle(
-        HttpRequest(
-            method,
-            path,
-            query,
-            headers,
-            environ["wsgi.input"],
-            int(length_text) if is_decimal(length_text) else None,
-            f"{proto}://{headers.get('host', 'localhost')}",
-            query_lists(pairs),
-        )
-    )
+    response = v2_api().handle(request)
     return reply(start_response, response.status, response.headers, response.body)
 
 

@@ -4,22 +4,19 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from chalicelib.http.messages import HttpRequest, HttpResponse
+from chalicelib.http.routing import Route, match_route, route
 from chalicelib.http.telemetry import logger, record_request
 from chalicelib.registry.auth import Principal
 from chalicelib.registry.errors import (
     BadRequestError,
-    MethodNotAllowedError,
     RegistryError,
-    RouteNotFoundError,
     UnauthorizedError,
 )
 from chalicelib.registry.management import ManagementService, Page
@@ -46,16 +43,6 @@ API_ERRORS: dict[str, tuple[int, str]] = {
 MAX_BODY = 64 * 1024
 
 Handler = Callable[["ManagementApi", HttpRequest, Principal, dict[str, str]], HttpResponse]
-
-
-@dataclass(frozen=True)
-class Route:
-    pattern: re.Pattern[str]
-    methods: dict[str, Handler]
-
-
-def _route(pattern: str, **methods: Handler) -> Route:
-    return Route(re.compile(pattern), methods)
 
 
 def api_error_response(error: RegistryError) -> HttpResponse:
@@ -88,12 +75,12 @@ class ManagementApi:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        route = "unknown"
+        route_name = "unknown"
         try:
             if request.path == "/api/v1/openapi.yaml" and request.method == "GET":
-                route, response = "openapi", self._openapi()
+                route_name, response = "openapi", self._openapi()
             else:
-                route, handler, params = self._route(request)
+                route_name, handler, params = self._route(request)
                 principal = self._principal(request)
                 response = handler(self, request, principal, params)
         except RegistryError as error:
@@ -101,23 +88,15 @@ class ManagementApi:
         except Exception:  # never a bare 500: logged, answered with the documented body
             logger.exception("unhandled error in the management API")
             response = api_error_response(RegistryError("internal error"))
-        record_request(request, response, route, (time.perf_counter() - started) * 1000)
+        record_request(request, response, route_name, (time.perf_counter() - started) * 1000)
         return response
 
     @staticmethod
     def _route(request: HttpRequest) -> tuple[str, Handler, dict[str, str]]:
         # Match on the path as sent: repository names arrive with "/" encoded as %2F, and
         # each parameter is decoded only after matching.
-        for route in ROUTES:
-            match = route.pattern.match(request.path)
-            if match is None:
-                continue
-            handler = route.methods.get(request.method)
-            if handler is None:
-                raise MethodNotAllowedError(headers={"Allow": ", ".join(sorted(route.methods))})
-            params = {k: unquote(v) for k, v in match.groupdict().items()}
-            return handler.__name__, handler, params
-        raise RouteNotFoundError(f"no such endpoint: {request.method} {request.path}")
+        handler, params = match_route(ROUTES, request.method, request.path)
+        return handler.__name__, handler, {k: unquote(v) for k, v in params.items()}
 
     def _principal(self, request: HttpRequest) -> Principal:
         header = (request.header("authorization") or "").strip()
@@ -290,19 +269,19 @@ _SEG = r"[^/]+"
 _REPO = r"(?P<repository>.+)"  # one %2F-encoded segment; greedy if a client sent raw "/"
 _REG = rf"^/api/v1/registries/(?P<registry>{_SEG})"
 A = ManagementApi
-ROUTES: tuple[Route, ...] = (
-    _route(r"^/api/v1/registries/?$", GET=A.list_registries, POST=A.create_registry),
-    _route(r"^/api/v1/registries/validate-name$", POST=A.validate_name),
-    _route(r"^/api/v1/registries/options$", GET=A.options),
-    _route(rf"{_REG}$", GET=A.get_registry, DELETE=A.delete_registry),
-    _route(rf"{_REG}/subscription$", GET=A.get_subscription, POST=A.update_subscription),
-    _route(rf"{_REG}/docker-credentials$", GET=A.docker_credentials),
-    _route(rf"{_REG}/repositories/?$", GET=A.list_repositories),
-    _route(rf"{_REG}/repositories/{_REPO}/tags/(?P<tag>{_SEG})$", DELETE=A.delete_tag),
-    _route(rf"{_REG}/repositories/{_REPO}/tags$", GET=A.list_tags),
-    _route(rf"{_REG}/repositories/{_REPO}/manifests/(?P<digest>{_SEG})$", DELETE=A.delete_manifest),
-    _route(rf"{_REG}/repositories/{_REPO}/manifests$", GET=A.list_manifests),
-    _route(rf"{_REG}/repositories/{_REPO}$", DELETE=A.delete_repository),
-    _route(r"^/api/v1/tokens/?$", GET=A.list_tokens, POST=A.create_token),
-    _route(r"^/api/v1/tokens/(?P<token_id>[^/]+)$", DELETE=A.revoke_token),
+ROUTES: tuple[Route[Handler], ...] = (
+    route(r"^/api/v1/registries/?$", GET=A.list_registries, POST=A.create_registry),
+    route(r"^/api/v1/registries/validate-name$", POST=A.validate_name),
+    route(r"^/api/v1/registries/options$", GET=A.options),
+    route(rf"{_REG}$", GET=A.get_registry, DELETE=A.delete_registry),
+    route(rf"{_REG}/subscription$", GET=A.get_subscription, POST=A.update_subscription),
+    route(rf"{_REG}/docker-credentials$", GET=A.docker_credentials),
+    route(rf"{_REG}/repositories/?$", GET=A.list_repositories),
+    route(rf"{_REG}/repositories/{_REPO}/tags/(?P<tag>{_SEG})$", DELETE=A.delete_tag),
+    route(rf"{_REG}/repositories/{_REPO}/tags$", GET=A.list_tags),
+    route(rf"{_REG}/repositories/{_REPO}/manifests/(?P<digest>{_SEG})$", DELETE=A.delete_manifest),
+    route(rf"{_REG}/repositories/{_REPO}/manifests$", GET=A.list_manifests),
+    route(rf"{_REG}/repositories/{_REPO}$", DELETE=A.delete_repository),
+    route(r"^/api/v1/tokens/?$", GET=A.list_tokens, POST=A.create_token),
+    route(r"^/api/v1/tokens/(?P<token_id>[^/]+)$", DELETE=A.revoke_token),
 )

@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
 from chalicelib.registry.auth import (
@@ -25,11 +23,9 @@ from chalicelib.registry.auth import (
 from chalicelib.registry.errors import (
     BlobUploadInvalidError,
     ManifestTooBigError,
-    MethodNotAllowedError,
     NameUnknownError,
     PaginationNumberInvalidError,
     RegistryError,
-    RouteNotFoundError,
     SizeInvalidError,
     UnauthorizedError,
     UnsupportedError,
@@ -44,6 +40,7 @@ from chalicelib.registry.service import (
 
 from .errors import error_response, internal_error_response
 from .messages import HttpRequest, HttpResponse
+from .routing import Route, match_route, route
 from .telemetry import record_request
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
@@ -53,16 +50,6 @@ JSON = "application/json"
 SCOPE_ACTIONS = {Action.PULL: "pull", Action.PUSH: "pull,push", Action.DELETE: "delete"}
 
 Handler = Callable[["V2Api", HttpRequest, dict[str, str]], HttpResponse]
-
-
-@dataclass(frozen=True)
-class Route:
-    pattern: re.Pattern[str]
-    methods: dict[str, Handler]
-
-
-def _route(pattern: str, **methods: Handler) -> Route:
-    return Route(re.compile(pattern), methods)
 
 
 class V2Api:
@@ -86,9 +73,9 @@ class V2Api:
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
-        route = "unknown"
+        route_name = "unknown"
         try:
-            route, handler, params = self._route(request)
+            route_name, handler, params = self._route(request)
             response = handler(self, request, params)
         except RegistryError as error:
             response = error_response(error, request.method)
@@ -99,20 +86,13 @@ class V2Api:
         response.headers.update(API_VERSION_HEADER)
         if request.method == "HEAD":
             response.body = b""
-        record_request(request, response, route, (time.perf_counter() - started) * 1000)
+        record_request(request, response, route_name, (time.perf_counter() - started) * 1000)
         return response
 
     @staticmethod
     def _route(request: HttpRequest) -> tuple[str, Handler, dict[str, str]]:
-        for route in ROUTES:
-            match = route.pattern.match(request.path)
-            if match is None:
-                continue
-            handler = route.methods.get(request.method)
-            if handler is None:
-                raise MethodNotAllowedError(headers={"Allow": ", ".join(sorted(route.methods))})
-            return handler.__name__, handler, match.groupdict()
-        raise RouteNotFoundError(f"no such endpoint: {request.path}")
+        handler, params = match_route(ROUTES, request.method, request.path)
+        return handler.__name__, handler, params
 
     # ---------------------------------------------------------------- helpers
 
@@ -496,28 +476,28 @@ def _read_limited(request: HttpRequest, limit: int) -> bytes:
 
 _NAME = r"(?P<name>[^?#]+?)"
 _DIGEST = r"(?P<digest>[A-Za-z0-9_+.-]+:[A-Za-z0-9=_-]+)"
-ROUTES: tuple[Route, ...] = (
-    _route(r"^/v2/?$", GET=V2Api.ping, HEAD=V2Api.ping),
-    _route(r"^/v2/_catalog$", GET=V2Api.catalog),
-    _route(r"^/v2/token$", GET=V2Api.get_token, POST=V2Api.post_token),
-    _route(rf"^/v2/{_NAME}/tags/list$", GET=V2Api.list_tags),
-    _route(rf"^/v2/{_NAME}/referrers/{_DIGEST}$", GET=V2Api.list_referrers),
-    _route(
+ROUTES: tuple[Route[Handler], ...] = (
+    route(r"^/v2/?$", GET=V2Api.ping, HEAD=V2Api.ping),
+    route(r"^/v2/_catalog$", GET=V2Api.catalog),
+    route(r"^/v2/token$", GET=V2Api.get_token, POST=V2Api.post_token),
+    route(rf"^/v2/{_NAME}/tags/list$", GET=V2Api.list_tags),
+    route(rf"^/v2/{_NAME}/referrers/{_DIGEST}$", GET=V2Api.list_referrers),
+    route(
         rf"^/v2/{_NAME}/manifests/(?P<reference>[^/]+)$",
         GET=V2Api.get_manifest,
         HEAD=V2Api.get_manifest,
         PUT=V2Api.put_manifest,
         DELETE=V2Api.delete_manifest,
     ),
-    _route(rf"^/v2/{_NAME}/blobs/uploads/?$", POST=V2Api.start_upload),
-    _route(
+    route(rf"^/v2/{_NAME}/blobs/uploads/?$", POST=V2Api.start_upload),
+    route(
         rf"^/v2/{_NAME}/blobs/uploads/(?P<upload>[A-Za-z0-9-]+)$",
         GET=V2Api.get_upload,
         PATCH=V2Api.patch_upload,
         PUT=V2Api.put_upload,
         DELETE=V2Api.cancel_upload,
     ),
-    _route(
+    route(
         rf"^/v2/{_NAME}/blobs/{_DIGEST}$",
         GET=V2Api.get_blob,
         HEAD=V2Api.head_blob,

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -43,7 +43,7 @@ class LambdaContext:
         return 30_000
 
 
-def is_upload_body(method: str, path: str, query: dict[str, str]) -> bool:
+def is_upload_body(method: str, path: str, query: Mapping[str, str]) -> bool:
     if method in ("PATCH", "PUT") and _UPLOAD_SESSION.match(path):
         return True
     return method == "POST" and bool(_UPLOAD_START.match(path)) and "digest" in query
@@ -89,29 +89,11 @@ class LocalGateway:
         return app
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"].upper()
-        path = environ.get("PATH_INFO", "/") or "/"
-        raw_query = environ.get("QUERY_STRING", "")
-        pairs = parse_qsl(raw_query, keep_blank_values=True)
-        query = dict(pairs)
-        headers = request_headers(environ)
-        base_url = f"{environ.get('wsgi.url_scheme', 'http')}://{headers.get('host', 'localhost')}"
-        length_text = environ.get("CONTENT_LENGTH") or ""
-        content_length = int(length_text) if is_decimal(length_text) else None
-
-        if is_upload_body(method, path, query):
-            response = self._upload_api().handle(
-                HttpRequest(
-                    method,
-                    path,
-                    query,
-                    headers,
-                    environ["wsgi.input"],
-                    content_length,
-                    base_url,
-                    query_lists(pairs),
-                )
-            )
+        request = wsgi_request(environ)
+        method, path, headers = request.method, request.path, dict(request.headers)
+        pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        if is_upload_body(method, path, request.query):
+            response = self._upload_api().handle(request)
             return reply(start_response, response.status, response.headers, response.body)
 
         body = (
@@ -145,6 +127,24 @@ class LocalGateway:
         if method == "HEAD":
             payload = b""
         return reply(start_response, int(result["statusCode"]), out_headers, payload)
+
+
+def wsgi_request(environ: dict[str, Any]) -> HttpRequest:
+    """The request as the dispatchers see it, its body still streaming from the socket."""
+    pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    headers = request_headers(environ)
+    proto = headers.get("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
+    length_text = environ.get("CONTENT_LENGTH") or ""
+    return HttpRequest(
+        method=environ["REQUEST_METHOD"].upper(),
+        path=environ.get("PATH_INFO", "/") or "/",
+        query=dict(pairs),
+        headers=headers,
+        body=environ["wsgi.input"],
+        content_length=int(length_text) if is_decimal(length_text) else None,
+        base_url=f"{proto}://{headers.get('host', 'localhost')}",
+        query_lists=query_lists(pairs),
+    )
 
 
 def reply(

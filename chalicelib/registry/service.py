@@ -116,10 +116,10 @@ class RegistryService:
 
     # ------------------------------------------------------------------ blobs (push)
 
-    def start_upload(self, repo: RepositoryName) -> UploadSession:
+    def _new_session(self, repo: RepositoryName) -> UploadSession:
         now = self._clock()
         upload_id = str(uuid.uuid4())
-        session = UploadSession(
+        return UploadSession(
             upload_id=upload_id,
             registry=repo.registry,
             repository=repo.repository,
@@ -127,6 +127,9 @@ class RegistryService:
             created_at=now,
             expires_at=now + self.settings.upload_ttl,
         )
+
+    def start_upload(self, repo: RepositoryName) -> UploadSession:
+        session = self._new_session(repo)
         self.store.put_upload(session)
         return session
 
@@ -206,16 +209,7 @@ class RegistryService:
     ) -> BlobRecord:
         """Monolithic ``POST ?digest=``: the same path as a session that is never saved."""
         Digest.parse(digest)
-        now = self._clock()
-        upload_id = str(uuid.uuid4())
-        session = UploadSession(
-            upload_id=upload_id,
-            registry=repo.registry,
-            repository=repo.repository,
-            data_key=upload_prefix(repo.registry, upload_id) + "data",
-            created_at=now,
-            expires_at=now + self.settings.upload_ttl,
-        )
+        session = self._new_session(repo)
         return self.complete_upload(repo, session, digest, body, content_length, persisted=False)
 
     def cancel_upload(self, session: UploadSession) -> None:
