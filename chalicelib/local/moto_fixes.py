@@ -2,10 +2,12 @@
 
 moto applies TransactWriteItems by deep-copying every table it touches and, when a
 condition fails, putting the copies back: every write another thread made in between is
-lost (an upload session vanishes, a blob link disappears). It also runs ``ADD`` updates as
-unlocked read-modify-writes. DynamoDB does neither. Holding one lock around each write
-call restores per-request atomicity; the races Portside must handle itself (between a
-read and a conditional write) are untouched.
+lost (an upload session vanishes, a blob link disappears), and each transaction costs time
+proportional to the whole table. It also runs ``ADD`` updates as unlocked
+read-modify-writes. DynamoDB does none of this. Holding one lock around each write call
+restores per-request atomicity (the races Portside must handle itself, between a read and a
+conditional write, are untouched); under that lock a cancelled transaction only needs the
+items it names put back, so the snapshot covers those items instead of whole tables.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def serialize_dynamodb_writes() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
+    _snapshot_only_named_items(DynamoDBBackend)
     for name in _WRITES:
         original = getattr(DynamoDBBackend, name, None)
         if original is None:
@@ -36,6 +39,68 @@ def serialize_dynamodb_writes() -> None:
 
         setattr(DynamoDBBackend, name, locked)
     _applied = True
+
+
+def _snapshot_only_named_items(backend_class: Any) -> None:
+    import copy as std_copy
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    class _NoTableCopies:
+        """Stands in for the ``copy`` module inside moto's backend: tables are not copied
+        (their named items are, below), everything else is."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else std_copy.deepcopy(value, memo)
+
+        copy = staticmethod(std_copy.copy)
+
+    models.copy = _NoTableCopies  # type: ignore[assignment,attr-defined]
+    original = backend_class.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            attrs = op.get("Key") or op.get("Item") or {}
+            if table.hash_key_attr not in attrs:
+                continue
+            hash_value = DynamoType(attrs[table.hash_key_attr])
+            range_value = (
+                DynamoType(attrs[table.range_key_attr])
+                if table.range_key_attr and table.range_key_attr in attrs
+                else None
+            )
+            bucket = table.items.get(hash_value, {}) if range_value is not None else table.items
+            present = (range_value if range_value is not None else hash_value) in bucket
+            before = bucket.get(range_value if range_value is not None else hash_value)
+            saved.append((table, hash_value, range_value, present, std_copy.deepcopy(before)))
+        try:
+            original(self, transact_items)
+        except Exception:
+            # Put back exactly the items the transaction named (writes are serialized by
+            # the lock, so nothing else changed meanwhile).
+            for table, hash_value, range_value, present, before in reversed(saved):
+                if range_value is None:
+                    if present:
+                        table.items[hash_value] = before
+                    else:
+                        table.items.pop(hash_value, None)
+                elif present:
+                    table.items[hash_value][range_value] = before
+                else:
+                    table.items.get(hash_value, {}).pop(range_value, None)
+                    if hash_value in table.items and not table.items[hash_value]:
+                        del table.items[hash_value]
+            raise
+
+    backend_class.transact_write_items = transact_write_items
 
 
 def main() -> None:
