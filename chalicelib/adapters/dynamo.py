@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
+from typing import TypeVar, cast
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import (
@@ -88,11 +88,8 @@ class DynamoMetadataStore:
     # ------------------------------------------------------------ registries, tokens
 
     def get_registry(self, name: str) -> RegistryRecord | None:
-        try:
-            item = RegistryItem.get(reg_pk(name), META)
-        except DoesNotExist:
-            return None
-        return _registry_record(item)
+        item = _get(RegistryItem, reg_pk(name), META)
+        return None if item is None else _registry_record(item)
 
     def put_registry(self, record: RegistryRecord) -> None:
         """Create the registry if its name is free (names are globally unique)."""
@@ -176,11 +173,8 @@ class DynamoMetadataStore:
         )
 
     def get_token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        try:
-            item = TokenItem.get(f"TOKEN#{token_hash}", META)
-        except DoesNotExist:
-            return None
-        return _token_record(item)
+        item = _get(TokenItem, f"TOKEN#{token_hash}", META)
+        return None if item is None else _token_record(item)
 
     def get_token_by_id(self, account_id: str, token_id: str) -> TokenRecord | None:
         for found in TokenItem.gsi1.query(f"TOKENS#{account_id}", TokenItem.gsi1sk == token_id):
@@ -268,18 +262,12 @@ class DynamoMetadataStore:
     # ------------------------------------------------------------ blobs
 
     def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None:
-        try:
-            item = BlobLinkItem.get(repo_pk(repo), f"LINK#{digest}")
-        except DoesNotExist:
-            return None
-        return BlobRecord(digest, int(item.size), item.created_at)
+        item = _get(BlobLinkItem, repo_pk(repo), f"LINK#{digest}")
+        return None if item is None else BlobRecord(digest, int(item.size), item.created_at)
 
     def get_registry_blob(self, registry: str, digest: str) -> BlobRecord | None:
-        try:
-            item = RegistryBlobItem.get(reg_pk(registry), f"BLOB#{digest}")
-        except DoesNotExist:
-            return None
-        return BlobRecord(digest, int(item.size), item.created_at)
+        item = _get(RegistryBlobItem, reg_pk(registry), f"BLOB#{digest}")
+        return None if item is None else BlobRecord(digest, int(item.size), item.created_at)
 
     def commit_blob(
         self,
@@ -366,29 +354,17 @@ class DynamoMetadataStore:
         raise ConcurrentWriteError("blob commit raced with other writers; retry")
 
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
-        try:
-            BlobLinkItem(repo_pk(repo), f"LINK#{digest}").delete(condition=Item.pk.exists())
-        except DeleteError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return _delete_existing(BlobLinkItem(repo_pk(repo), f"LINK#{digest}"))
 
     # ------------------------------------------------------------ manifests and tags
 
     def get_manifest(self, repo: RepositoryName, digest: str) -> ManifestRecord | None:
-        try:
-            item = ManifestItem.get(repo_pk(repo), f"MANIFEST#{digest}")
-        except DoesNotExist:
-            return None
-        return _manifest_record(item)
+        item = _get(ManifestItem, repo_pk(repo), f"MANIFEST#{digest}")
+        return None if item is None else _manifest_record(item)
 
     def get_tag(self, repo: RepositoryName, tag: str) -> TagRecord | None:
-        try:
-            item = TagItem.get(repo_pk(repo), f"TAG#{tag}")
-        except DoesNotExist:
-            return None
-        return _tag_record(item)
+        item = _get(TagItem, repo_pk(repo), f"TAG#{tag}")
+        return None if item is None else _tag_record(item)
 
     def get_manifests(
         self, repo: RepositoryName, digests: Sequence[str]
@@ -537,13 +513,7 @@ class DynamoMetadataStore:
         return True
 
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
-        try:
-            TagItem(repo_pk(repo), f"TAG#{tag}").delete(condition=Item.pk.exists())
-        except DeleteError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
-        return True
+        return _delete_existing(TagItem(repo_pk(repo), f"TAG#{tag}"))
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
         # "\x00" sorts before every tag character, so this starts just after ``after``.
@@ -587,11 +557,8 @@ class DynamoMetadataStore:
         _upload_item(session).save(condition=Item.pk.does_not_exist())
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
-        try:
-            item = UploadItem.get(f"UPLOAD#{upload_id}", META, consistent_read=True)
-        except DoesNotExist:
-            return None
-        return _upload_session(item)
+        item = _get(UploadItem, f"UPLOAD#{upload_id}", META, consistent_read=True)
+        return None if item is None else _upload_session(item)
 
     def update_upload(self, session: UploadSession) -> None:
         expected = session.version
@@ -625,6 +592,27 @@ def _bounded_annotations(annotations: dict[str, str] | None) -> dict[str, str] |
     if annotations is None or len(json.dumps(annotations)) > MAX_REFERRER_ANNOTATIONS:
         return None
     return annotations
+
+
+M = TypeVar("M", bound=Item)
+
+
+def _get(model: type[M], pk: str, sk: str, consistent_read: bool = False) -> M | None:
+    try:
+        return model.get(pk, sk, consistent_read=consistent_read)
+    except DoesNotExist:
+        return None
+
+
+def _delete_existing(item: Item) -> bool:
+    """Delete ``item``; False if there was nothing to delete."""
+    try:
+        item.delete(condition=Item.pk.exists())
+    except DeleteError as exc:
+        if _is_condition_failure(exc):
+            return False
+        raise
+    return True
 
 
 def _exists(pk: str, sk: str) -> bool:

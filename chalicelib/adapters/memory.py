@@ -128,7 +128,11 @@ class MemoryMetadataStore:
         self.registries[record.name] = replace(record)
 
     def list_registries(self, account_id: str) -> list[RegistryRecord]:
-        return [replace(r) for r in self.registries.values() if r.account_id == account_id]
+        return [
+            replace(r)
+            for r in self.registries.values()
+            if r.account_id == account_id and not r.deleting
+        ]
 
     def mark_registry_deleting(self, name: str) -> bool:
         record = self.registries.get(name)

@@ -441,7 +441,7 @@ class V2Api:
         registries = [
             r.name
             for r in self.service.store.list_registries(viewer.account_id)
-            if viewer.may_use_registry(r.name) and not r.deleting
+            if viewer.may_use_registry(r.name)
         ]
         page = self.service.catalog(registries, _page_size(request), request.query.get("last"))
         response = _json(200, {"repositories": page.items})

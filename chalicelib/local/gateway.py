@@ -91,7 +91,6 @@ class LocalGateway:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = wsgi_request(environ)
         method, path, headers = request.method, request.path, dict(request.headers)
-        pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if is_upload_body(method, path, request.query):
             response = self._upload_api().handle(request)
             return reply(start_response, response.status, response.headers, response.body)
@@ -112,7 +111,7 @@ class LocalGateway:
             return reply(start_response, 403, {"Content-Type": "application/json"}, payload)
         # API Gateway tells the Lambda how the client connected.
         headers.setdefault("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
-        event = _proxy_event(method, path, pairs, headers, body)
+        event = _proxy_event(method, path, request.query_lists, headers, body)
         result = self._app()(
             event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
         )
@@ -178,13 +177,17 @@ def request_headers(environ: dict[str, Any]) -> dict[str, str]:
 
 
 def _proxy_event(
-    method: str, path: str, pairs: list[tuple[str, str]], headers: dict[str, str], body: bytes
+    method: str,
+    path: str,
+    query: Mapping[str, list[str]],
+    headers: dict[str, str],
+    body: bytes,
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy integration event, as Lambda would receive it."""
     prefix = "/api/v1" if path.startswith("/api/v1/") else "/v2"
     rest = path[len(prefix) :].lstrip("/")
     resource = f"{prefix}/{{proxy+}}" if rest else prefix
-    multi_query = query_lists(pairs)
+    multi_query = {k: list(v) for k, v in query.items()}
     return {
         "resource": resource,
         "path": path,

@@ -117,26 +117,31 @@ class Authenticator:
         if last is None or now - last >= LAST_USED_RESOLUTION:
             self._store.touch_token(principal.token.token_hash, now)
 
-    def require_registry(self, principal: Principal, repo: RepositoryName) -> None:
-        registry = self._registry(repo.registry)
+    def visible_registry(
+        self, principal: Principal, name: str, fresh: bool = False
+    ) -> RegistryRecord:
+        """The registry ``name`` if ``principal`` may see it. One that does not exist, is
+        being deleted, belongs to another account or lies outside the token's list answers
+        the same NameUnknownError: tokens cannot probe which names exist elsewhere.
+        ``fresh`` skips the request-path cache (the management API shows current state)."""
+        registry = self._store.get_registry(name) if fresh else self._registry(name)
         if (
             registry is None
             or registry.deleting
             or registry.account_id != principal.account_id
-            or not principal.may_use_registry(repo.registry)
+            or not principal.may_use_registry(name)
         ):
             raise NameUnknownError(
-                f"registry {repo.registry!r} does not exist or is not accessible",
-                detail={"name": str(repo)},
+                f"registry {name!r} does not exist or is not accessible",
+                detail={"registry": name},
             )
+        return registry
+
+    def require_registry(self, principal: Principal, repo: RepositoryName) -> None:
+        self.visible_registry(principal, repo.registry)
 
     def authorize(self, principal: Principal, repo: RepositoryName, action: Action) -> None:
-        """Refuse unless ``principal`` may do ``action`` on ``repo``.
-
-        A registry that does not exist and one that belongs to another account (or is
-        outside the token's registry list) answer the same NAME_UNKNOWN, so that tokens
-        cannot probe which registry names exist elsewhere.
-        """
+        """Refuse unless ``principal`` may do ``action`` on ``repo``."""
         self.require_registry(principal, repo)
         if not principal.may(action):
             raise DeniedError(

@@ -120,15 +120,9 @@ class ManagementService:
         return principal
 
     def _visible_registry(self, principal: Principal, name: str) -> RegistryRecord:
-        record = self.store.get_registry(name) if is_valid_registry_name(name) else None
-        if (
-            record is None
-            or record.deleting
-            or record.account_id != principal.account_id
-            or not principal.may_use_registry(name)
-        ):
+        if not is_valid_registry_name(name):
             raise NameUnknownError(f"registry {name!r} not found", detail={"registry": name})
-        return record
+        return self.auth.visible_registry(principal, name, fresh=True)
 
     @staticmethod
     def _require_admin(principal: Principal) -> None:
@@ -201,7 +195,7 @@ class ManagementService:
             (
                 r
                 for r in self.store.list_registries(principal.account_id)
-                if principal.may_use_registry(r.name) and not r.deleting
+                if principal.may_use_registry(r.name)
             ),
             key=lambda r: r.name,
         )

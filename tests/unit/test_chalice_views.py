@@ -15,7 +15,7 @@ from chalice import Chalice
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.chalice_views import BINARY_TYPES, v2_blueprint
 from chalicelib.http.v2 import V2Api
-from chalicelib.local.gateway import LambdaContext, _proxy_event
+from chalicelib.local.gateway import LambdaContext, _proxy_event, query_lists
 from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.digests import Digest
 from chalicelib.registry.manifests import OCI_MANIFEST
@@ -50,7 +50,7 @@ class EventClient:
             "authorization": f"Basic {basic}",
             **{k.lower(): v for k, v in (headers or {}).items()},
         }
-        event = _proxy_event(method, path, query or [], all_headers, body)
+        event = _proxy_event(method, path, query_lists(query or []), all_headers, body)
         result: dict[str, Any] = self.app(event, LambdaContext(aws_request_id="req-1"))
         return result
 
