@@ -26,10 +26,10 @@ system-deps:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check chalicelib app.py
+	$(BIN)/ruff format --check chalicelib portside app.py
 
 typecheck: venv
-	$(BIN)/mypy chalicelib app.py
+	$(BIN)/mypy chalicelib portside app.py
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit

@@ -5,7 +5,7 @@ import's duration (``time.perf_counter`` around ``import app``); the median of s
 plus the slowest modules from ``-X importtime``. Interpreter start-up is reported apart.
 
 Package: there is no packaging step in the repository yet, so the zip is built here as
-Lambda would get it: ``app.py`` and ``chalicelib/`` (without ``chalicelib/local``, the local
+Lambda would get it: ``app.py`` and ``chalicelib/`` (without ``portside/local``, the local
 runtime), Chalice's runtime module (``chalice/__init__.py``, ``chalice/app.py``, what
 ``chalice package`` vendors) and the files of the installed ``pynamodb``,
 ``aws-lambda-powertools``, ``PyJWT`` distributions and their non-AWS dependencies, taken from
@@ -166,7 +166,7 @@ def package(out: Path) -> dict[str, Any]:
         "zip_mb": round(out.stat().st_size / 1e6, 2),
         "files": len(entries),
         "distributions": sorted(seen),
-        "how": "zip -9 of app.py, chalicelib/ (minus chalicelib/local), chalice/{__init__,app}.py "
+        "how": "zip -9 of app.py, chalicelib/ (minus portside/local), chalice/{__init__,app}.py "
         "and the installed files of the distributions listed (boto3/botocore and their "
         "dependencies left out: the Lambda runtime provides them)",
     }

@@ -34,14 +34,14 @@ def in_process_registry(registry: str = "bench", threads: int = 8) -> Iterator[I
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     from cheroot import wsgi
 
-    from chalicelib.local.runtime import free_port, provision, start_moto
+    from portside.local.runtime import free_port, provision, start_moto
 
     moto, endpoint = start_moto("127.0.0.1")
     server = None
     try:
         from chalicelib.application import create_app
-        from chalicelib.local.gateway import LocalGateway
         from chalicelib.wiring import v2_api
+        from portside.local.gateway import LocalGateway
 
         token = "pst_" + secrets.token_urlsafe(24)
         boot = provision(registry, token)

@@ -1,7 +1,7 @@
 """Peak RSS of the upload path while a 1 GiB layer is pushed.
 
 Production topology: ``portside serve`` answers the POST with a ``Location`` on the upload
-host (``PORTSIDE_UPLOAD_URL``), a separate ``python -m chalicelib.upload_host`` process that
+host (``PORTSIDE_UPLOAD_URL``), a separate ``python -m portside.upload_host`` process that
 streams the PATCH body into S3 multipart parts. moto runs in its own process; only the
 upload host's ``VmHWM`` (peak resident set) is the figure (target: <= 150 MB).
 The client sends the 1 GiB as a chunked streaming body (as docker does), hashing as it goes.
@@ -64,7 +64,7 @@ def upload_host_peak(workdir: Path, endpoint: str, size: int = GIB) -> dict[str,
     }
     uploader = Daemon(
         "upload_host",
-        [sys.executable, "-m", "chalicelib.upload_host"],
+        [sys.executable, "-m", "portside.upload_host"],
         workdir / "upload_host.log",
         env=env,
         cwd=ROOT,
@@ -106,7 +106,7 @@ def upload_host_peak(workdir: Path, endpoint: str, size: int = GIB) -> dict[str,
             assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
             peak_kb = status_kb(uploader.pid, "VmHWM")
         return {
-            "process": "python -m chalicelib.upload_host (PATCH streamed chunked, then PUT)",
+            "process": "python -m portside.upload_host (PATCH streamed chunked, then PUT)",
             "layer_bytes": size,
             "idle_rss_mb": round(idle_kb / 1024, 1),
             "peak_rss_mb": round(peak_kb / 1024, 1),

@@ -41,12 +41,12 @@ FAKE_KEY, FAKE_SECRET = "benchkey", "benchsecret"
 @contextlib.contextmanager
 def moto_server(workdir: Path) -> Iterator[tuple[str, Daemon]]:
     """moto as its own process, with the DynamoDB write fixes the local runtime applies
-    (chalicelib/local/moto_fixes.py); yields its endpoint."""
+    (portside/local/moto_fixes.py); yields its endpoint."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     daemon = Daemon(
         "moto_server",
-        [str(VENV_BIN / "python"), "-m", "chalicelib.local.moto_fixes", str(port)],
+        [str(VENV_BIN / "python"), "-m", "portside.local.moto_fixes", str(port)],
         workdir / "moto.log",
     ).start()
     endpoint = f"http://127.0.0.1:{port}"

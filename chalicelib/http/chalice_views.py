@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Protocol
 
 from chalice.app import Blueprint, Request, Response
-
-from chalicelib.api.routes import ManagementApi
 
 from .messages import HttpRequest, HttpResponse
 from .telemetry import logger
@@ -24,6 +23,13 @@ BINARY_TYPES = [
     "application/vnd.oci.image.layer.v1.tar+zstd",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
 ]
+
+
+class RequestHandler(Protocol):
+    """What a blueprint feeds: the /v2 dispatcher or the management API's route table (this
+    layer does not import either's package: imports point down, to ``messages``)."""
+
+    def handle(self, request: HttpRequest) -> HttpResponse: ...
 
 
 def to_http_request(request: Request, prefix: str = "/v2") -> HttpRequest:
@@ -87,7 +93,7 @@ def v2_blueprint(api: Callable[[], V2Api]) -> Blueprint:
     return bp
 
 
-def management_blueprint(api: Callable[[], ManagementApi]) -> Blueprint:
+def management_blueprint(api: Callable[[], RequestHandler]) -> Blueprint:
     bp = Blueprint(__name__)
 
     @bp.route("/api/v1/{proxy+}", methods=METHODS, content_types=["*/*"])

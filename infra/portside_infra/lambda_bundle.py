@@ -5,8 +5,7 @@ into the Lambda deployment zip, keeping the zip small.
 pulls in botocore: an 18 MB zip of libraries the Lambda runtime already has. So the staging
 directory holds:
 
-- ``app.py`` and the part of ``chalicelib/`` the Lambda imports (not the local runtime, the
-  upload host or the CLI);
+- ``app.py`` and ``chalicelib/`` (the Lambda's code and nothing else);
 - ``vendor/``: ``pip install --no-deps`` of infra/lambda-vendor.txt (pure-Python wheels),
   which chalice copies into the zip as they are;
 - an empty ``requirements.txt``, so chalice installs nothing by itself;
@@ -31,18 +30,9 @@ REPO_ROOT = INFRA_DIR.parent
 BUILD_DIR = INFRA_DIR / "build"
 VENDOR_REQUIREMENTS = INFRA_DIR / "lambda-vendor.txt"
 
-# Parts of chalicelib the Lambda never imports (tests/infra proves the package imports
-# without them): the local runtime (moto, cheroot), the upload host, the CLI and its client.
-EXCLUDED = (
-    "local",
-    "upload_host.py",
-    "cli.py",
-    "cli_commands.py",
-    "cli_context.py",
-    "cli_output.py",
-    "clientlib",
-)
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", *EXCLUDED)
+# chalicelib/ is exactly what the Lambda runs (the CLI, the local runtime and the upload
+# host live in portside/), so it is copied whole.
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 # What the Lambda runtime (Python 3.11+) ships; never bundled.
 RUNTIME_PROVIDED = (

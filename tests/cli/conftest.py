@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from chalicelib.cli import main
+from portside.cli import main
 from tests.support.server import RunningRegistry, start_registry
 
 from .oci import Pushed, push_image

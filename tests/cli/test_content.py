@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import requests
 
-from chalicelib.clientlib import ApiClient
+from portside.clientlib import ApiClient
 from tests.support.server import RunningRegistry
 
 from .conftest import Cli, push

@@ -227,7 +227,7 @@ def test_the_installed_console_script(
 
 def test_the_cli_module_does_not_import_boto3_or_moto() -> None:
     code = (
-        "import sys, chalicelib.cli;"
+        "import sys, portside.cli;"
         "mods = ('boto3', 'botocore', 'moto', 'chalice', 'pynamodb');"
         "bad = [m for m in mods if m in sys.modules];"
         "print(','.join(bad))"

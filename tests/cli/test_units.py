@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.cli_output import human_size, human_time, short_digest
-from chalicelib.clientlib import ClientConfig, ConfigError, resolve_settings
-from chalicelib.clientlib.api import ApiClient, segment
-from chalicelib.clientlib.config import default_config_path, normalize_api_url
-from chalicelib.clientlib.dockerconfig import (
+from portside.cli.output import human_size, human_time, short_digest
+from portside.clientlib import ClientConfig, ConfigError, resolve_settings
+from portside.clientlib.api import ApiClient, segment
+from portside.clientlib.config import default_config_path, normalize_api_url
+from portside.clientlib.dockerconfig import (
     credential_helper_for,
     docker_config_path,
     merge_auths,

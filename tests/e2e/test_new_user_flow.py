@@ -44,7 +44,7 @@ def _api(registry: RegistryTarget, token: str, method: str, path: str, **kw: Any
 
 
 def _portside(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
-    return run([sys.executable, "-m", "chalicelib.cli", *args], env=env, timeout=120, cwd=REPO_ROOT)
+    return run([sys.executable, "-m", "portside.cli", *args], env=env, timeout=120, cwd=REPO_ROOT)
 
 
 def test_new_user_creates_a_registry_logs_in_pushes_pulls_and_deletes_a_tag(

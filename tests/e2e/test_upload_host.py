@@ -2,7 +2,7 @@
 
 Three processes share one moto (as the Lambdas and the Fargate upload host share S3 and
 DynamoDB): the registry (`portside serve --aws-endpoint-url`, with `PORTSIDE_UPLOAD_URL`
-pointing at the upload host), the upload host (`python -m chalicelib.upload_host`) and moto.
+pointing at the upload host), the upload host (`python -m portside.upload_host`) and moto.
 docker sends no credentials to another origin, so its PATCH to the upload host is authorized
 by the signed capability in the Location alone; the layer is big enough for the multipart
 path. Then docker pulls the image back.
@@ -47,7 +47,7 @@ def split_registry(tmp_path: Path) -> Iterator[tuple[RunningRegistry, str]]:
     key = secrets.token_urlsafe(32)
     moto = Daemon(
         "moto",
-        [sys.executable, "-m", "chalicelib.local.moto_fixes", str(moto_port)],
+        [sys.executable, "-m", "portside.local.moto_fixes", str(moto_port)],
         tmp_path / "moto.log",
         cwd=ROOT,
     ).start()
@@ -63,7 +63,7 @@ def split_registry(tmp_path: Path) -> Iterator[tuple[RunningRegistry, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PORTSIDE_"))}
     uploads = Daemon(
         "upload-host",
-        [sys.executable, "-m", "chalicelib.upload_host"],
+        [sys.executable, "-m", "portside.upload_host"],
         tmp_path / "upload-host.log",
         env={**env, **shared, "AWS_ENDPOINT_URL": moto_url, "PORT": str(upload_port)},
         cwd=ROOT,

@@ -33,7 +33,7 @@ def test_runs_the_upload_host_as_a_non_root_user() -> None:
     steps = instructions()
     words = [w for w, _ in steps]
     assert words[-1] == "CMD"
-    assert json.loads(steps[-1][1]) == ["python", "-m", "chalicelib.upload_host"]
+    assert json.loads(steps[-1][1]) == ["python", "-m", "portside.upload_host"]
     users = [rest for word, rest in steps if word == "USER"]
     assert users, "no USER: the container would run as root"
     user = users[-1].split(":")[0]
@@ -72,7 +72,7 @@ def test_dockerignore_keeps_heavy_directories_out() -> None:
         "chalicelib/__pycache__/x.pyc",
     ):
         assert ignored(path), path
-    for path in ("chalicelib/upload_host.py", "requirements.txt", "Dockerfile.upload-host"):
+    for path in ("portside/upload_host.py", "requirements.txt", "Dockerfile.upload-host"):
         assert not ignored(path), path
 
 

@@ -18,10 +18,10 @@ import pytest
 from chalicelib.adapters.dynamo import DynamoMetadataStore
 from chalicelib.adapters.dynamo_models import bind_table, create_table
 from chalicelib.adapters.s3 import S3BlobStore, s3_client
-from chalicelib.local.moto_fixes import serialize_dynamodb_writes
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import RegistryRecord
 from chalicelib.registry.service import RegistryService, ServiceSettings
+from portside.local.moto_fixes import serialize_dynamodb_writes
 
 REGION = "us-east-1"
 TABLE = "portside-it"

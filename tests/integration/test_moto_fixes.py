@@ -1,5 +1,5 @@
 """The local AWS stand-in keeps DynamoDB's guarantees that Portside relies on
-(chalicelib/local/moto_fixes.py): a cancelled transaction changes nothing, and undoes
+(portside/local/moto_fixes.py): a cancelled transaction changes nothing, and undoes
 nothing that other requests wrote."""
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def start_registry(
     log_path = workdir / "portside.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "portside.cli", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,

@@ -15,12 +15,12 @@ from chalice import Chalice
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.chalice_views import BINARY_TYPES, v2_blueprint
 from chalicelib.http.v2 import V2Api
-from chalicelib.local.gateway import LambdaContext, _proxy_event, query_lists
 from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.digests import Digest
 from chalicelib.registry.manifests import OCI_MANIFEST
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.service import RegistryService, blob_key
+from portside.local.gateway import LambdaContext, _proxy_event, query_lists
 
 from .builders import image_manifest, make_token, push_blob, sha256
 from .conftest import ACCOUNT, REGISTRY

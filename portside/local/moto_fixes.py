@@ -104,7 +104,7 @@ def _snapshot_only_named_items(backend_class: Any) -> None:
 
 
 def main() -> None:
-    """``python -m chalicelib.local.moto_fixes PORT``: a moto server with the fixes, for
+    """``python -m portside.local.moto_fixes PORT``: a moto server with the fixes, for
     running the registry against an AWS stand-in in another process (benchmarks)."""
     import sys
 

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 
 import click
 
-from chalicelib.cli_output import OUTPUT_FORMATS, Printer
-from chalicelib.clientlib import ApiClient, ResolvedSettings, resolve_settings
-from chalicelib.clientlib.api import JSON
+from portside.cli.output import OUTPUT_FORMATS, Printer
+from portside.clientlib import ApiClient, ResolvedSettings, resolve_settings
+from portside.clientlib.api import JSON
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -10,14 +10,14 @@ from typing import Any, TypeVar
 
 import click
 
-from chalicelib.cli_context import (
+from portside.cli.context import (
     CliState,
     global_options,
     pagination_options,
     pass_state,
     print_list,
 )
-from chalicelib.cli_output import (
+from portside.cli.output import (
     dollars,
     human_size,
     human_time,
@@ -25,10 +25,10 @@ from chalicelib.cli_output import (
     short_digest,
     yes_no,
 )
-from chalicelib.clientlib import ApiClient, ApiError, ClientConfig, ClientError, ConfigError
-from chalicelib.clientlib.api import JSON
-from chalicelib.clientlib.config import normalize_api_url
-from chalicelib.clientlib.dockerconfig import (
+from portside.clientlib import ApiClient, ApiError, ClientConfig, ClientError, ConfigError
+from portside.clientlib.api import JSON
+from portside.clientlib.config import normalize_api_url
+from portside.clientlib.dockerconfig import (
     credential_helper_for,
     docker_config_path,
     load_docker_config,

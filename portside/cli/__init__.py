@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from chalicelib.cli_commands import COMMANDS
-from chalicelib.cli_context import global_options
-from chalicelib.clientlib import ClientError
+from portside.cli.commands import COMMANDS
+from portside.cli.context import global_options
+from portside.clientlib import ClientError
 
 
 class PortsideGroup(click.Group):
@@ -81,7 +81,7 @@ def serve(
     host: str, port: int, registry: str | None, token: str | None, aws_endpoint_url: str | None
 ) -> None:
     """Run the registry locally on an embedded AWS stand-in (moto on loopback)."""
-    from chalicelib.local.runtime import serve as run
+    from portside.local.runtime import serve as run
 
     run(host, port, registry, token, aws_endpoint_url=aws_endpoint_url)
 

@@ -7,7 +7,7 @@ bodies into S3 multipart parts with memory bounded by one part, through the same
 dispatcher the Lambda uses. Everything else answers 404; ``/healthz`` answers 200 for the
 load balancer.
 
-Run: ``python -m chalicelib.upload_host`` (``PORT``, default 8080), as the container does.
+Run: ``python -m portside.upload_host`` (``PORT``, default 8080), as the container does.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 from cheroot import wsgi
 
-from chalicelib.local.gateway import StartResponse, is_upload_body, reply, wsgi_request
 from chalicelib.wiring import v2_api
+from portside.local.gateway import StartResponse, is_upload_body, reply, wsgi_request
 
 NOT_FOUND = json.dumps(
     {"errors": [{"code": "NOT_FOUND", "message": "this host serves uploads only", "detail": None}]}
