@@ -1,8 +1,11 @@
-"""The ``portside`` command line.
+"""The ``portside`` command line: the top-level group and ``main``.
 
 ``portside serve`` runs the registry locally; every other command talks to the management
-API (``/api/v1``) over HTTP (see docs/cli.md). Importing this module never imports boto3,
-moto or the registry core: ``serve`` imports the local runtime when it runs.
+API (``/api/v1``) over HTTP (see docs/cli.md). Each noun has its module: ``auth`` (auth,
+login, docker-config), ``registries``, ``repositories``, ``tags``, ``manifests``, ``tokens``
+and ``serve``; ``context`` holds the shared state and options, ``output`` the printing.
+Importing this package never imports boto3, moto or the registry core: ``serve`` imports the
+local runtime when it runs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import click
 
-from portside.cli.commands import COMMANDS
+from portside.cli import auth, manifests, registries, repositories, serve, tags, tokens
 from portside.cli.context import global_options
 from portside.clientlib import ClientError
 
@@ -47,44 +50,15 @@ def main() -> None:
     """
 
 
-for _command in COMMANDS:
+for _command in (
+    auth.auth,
+    auth.login,
+    auth.docker_config,
+    registries.registry,
+    repositories.repository,
+    tags.tag,
+    manifests.manifest,
+    tokens.token,
+    serve.serve,
+):
     main.add_command(_command)
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    type=int,
-    default=lambda: int(os.environ.get("PORT", "5000")),
-    show_default="5000 or $PORT",
-)
-@click.option(
-    "--registry",
-    envvar="PORTSIDE_BOOTSTRAP_REGISTRY",
-    default=None,
-    help="Registry to create at start (default: demo).",
-)
-@click.option(
-    "--token",
-    envvar="PORTSIDE_BOOTSTRAP_TOKEN",
-    default=None,
-    help="API token to create at start (default: a new one, printed).",
-)
-@click.option(
-    "--aws-endpoint-url",
-    envvar="PORTSIDE_AWS_ENDPOINT_URL",
-    default=None,
-    help="Use this AWS endpoint (e.g. a moto server of your own) instead of starting moto.",
-)
-def serve(
-    host: str, port: int, registry: str | None, token: str | None, aws_endpoint_url: str | None
-) -> None:
-    """Run the registry locally on an embedded AWS stand-in (moto on loopback)."""
-    from portside.local.runtime import serve as run
-
-    run(host, port, registry, token, aws_endpoint_url=aws_endpoint_url)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Shared state and option decorators of the ``portside`` CLI."""
+"""Shared state, option decorators and prompts of the ``portside`` commands."""
 
 from __future__ import annotations
 
@@ -41,6 +41,30 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+# The API's ceiling for a token's lifetime (one year), checked here so that a typo fails before
+# any request.
+MAX_EXPIRY_SECONDS = 31_536_000
+
+
+def expiry_option(help_text: str) -> Callable[[F], F]:
+    """``--expiry-seconds``: the lifetime of a token the command mints (1 s to one year)."""
+    return click.option(
+        "--expiry-seconds",
+        type=click.IntRange(1, MAX_EXPIRY_SECONDS),
+        default=None,
+        help=help_text,
+    )
+
+
+def force_option() -> Callable[[F], F]:
+    return click.option("--force", "-f", is_flag=True, help="Do not ask for confirmation.")
+
+
+def confirm(force: bool, question: str) -> None:
+    """Ask on stderr (so stdout stays clean); no answer or "no" aborts with exit status 1."""
+    if not force:
+        click.confirm(question, abort=True, err=True)
 
 
 def _setter(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
