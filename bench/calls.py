@@ -31,6 +31,8 @@ from .inproc import InProcessRegistry, in_process_registry
 
 SMALL = 64 * 1024
 MULTIPART = 10 * 1024 * 1024  # > one 8 MiB part: the multipart path
+# The final PUT of a blob this large must cost what a 10 MiB one does (no copy, no re-read).
+LARGE_COMMIT = 1024 * 1024 * 1024
 PULL_LAYERS = (1, 5, 10)
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -100,6 +102,34 @@ class Client:
         return resp
 
     # -- flows as the real clients drive them --------------------------------------------
+
+    def start_and_patch(self, size: int) -> tuple[str, str]:
+        """POST and one PATCH streaming ``size`` random bytes (chunked, as docker sends a
+        layer); returns the Location for the final PUT and the blob's digest."""
+        hasher = hashlib.sha256()
+        block = os.urandom(1024 * 1024)
+
+        def body() -> Iterator[bytes]:
+            sent = 0
+            while sent < size:
+                chunk = block[: size - sent]
+                hasher.update(chunk)
+                sent += len(chunk)
+                yield chunk
+
+        resp = self.call("POST", f"/v2/{self.name}/blobs/uploads/", 202)
+        resp = self.call(
+            "PATCH",
+            resp.headers["Location"],
+            202,
+            data=body(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return resp.headers["Location"], "sha256:" + hasher.hexdigest()
+
+    def finish_upload(self, location: str, digest: str) -> None:
+        sep = "&" if "?" in location else "?"
+        self.call("PUT", f"{location}{sep}digest={digest}", 201)
 
     def push_blob(self, data: bytes) -> str:
         """skopeo/podman/docker: POST, one PATCH with the whole blob, empty PUT ?digest=."""
@@ -238,6 +268,13 @@ def measure_all(reg: InProcessRegistry) -> dict[str, Any]:
         c.push_blob_monolithic(os.urandom(SMALL))
     with rec.op("blob_push_10mib", "blob push, 10 MiB: POST, PATCH, PUT (S3 multipart path)", c):
         c.push_blob(os.urandom(MULTIPART))
+    for name, size, label in (
+        ("blob_commit_10mib", MULTIPART, "10 MiB"),
+        ("blob_commit_1gib", LARGE_COMMIT, "1 GiB"),
+    ):
+        location, digest = c.start_and_patch(size)
+        with rec.op(name, f"the final PUT ?digest= of a {label} blob (after one PATCH)", c):
+            c.finish_upload(location, digest)
     with rec.op("blob_push_existing", "blob push of a blob the repository already has", c):
         c.push_blob(small)
     with rec.op("blob_push_basic", "blob push, 64 KiB, with Basic on every request", b):

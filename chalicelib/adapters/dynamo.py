@@ -263,11 +263,11 @@ class DynamoMetadataStore:
 
     def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None:
         item = _get(BlobLinkItem, repo_pk(repo), f"LINK#{digest}")
-        return None if item is None else BlobRecord(digest, int(item.size), item.created_at)
+        return None if item is None else _blob_record(digest, item)
 
     def get_registry_blob(self, registry: str, digest: str) -> BlobRecord | None:
         item = _get(RegistryBlobItem, reg_pk(registry), f"BLOB#{digest}")
-        return None if item is None else BlobRecord(digest, int(item.size), item.created_at)
+        return None if item is None else _blob_record(digest, item)
 
     def commit_blob(
         self,
@@ -276,6 +276,8 @@ class DynamoMetadataStore:
         size: int,
         now: datetime,
         upload_id: str | None = None,
+        key: str | None = None,
+        exists: bool = False,
     ) -> bool:
         """One transaction: the registry's blob record + storage counter (first time only),
         the link, the repository + repository counter (first push only), and the end of
@@ -284,9 +286,12 @@ class DynamoMetadataStore:
         It guesses what exists (a new blob, an existing repository: the common push) and
         states the guess as conditions, so the usual push is this one request. When a guess
         was wrong the transaction is cancelled, and the cancellation reasons say which, so
-        the retry needs no read either.
+        the retry needs no read either, except when the blob turns out to exist already:
+        the link must name the key of the registry's copy, which only a read can tell
+        (``exists`` says the caller read it, as a mount does, and ``key`` is that key).
         """
-        blob_exists, repo_exists = False, True
+        blob_exists, repo_exists = exists, True
+        link_key = key
         for _ in range(RETRIES):
             labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
             blob_key = (reg_pk(repo.registry), f"BLOB#{digest}")
@@ -295,11 +300,14 @@ class DynamoMetadataStore:
             try:
                 with self._transaction() as tx:
                     if blob_exists:
-                        tx.condition_check(Item, *blob_key, condition=Item.pk.exists())
+                        # The link copies the record's key: assert the record still has it.
+                        tx.condition_check(
+                            RegistryBlobItem, *blob_key, condition=_blob_stored_at(link_key)
+                        )
                         labels["check"].append("blob")
                     else:
                         tx.save(
-                            RegistryBlobItem(*blob_key, size=size, created_at=now),
+                            RegistryBlobItem(*blob_key, size=size, created_at=now, key=key),
                             condition=Item.pk.does_not_exist(),
                         )
                         labels["put"].append("blob")
@@ -333,7 +341,9 @@ class DynamoMetadataStore:
                         )
                         labels["check"].append("registry")
                     tx.save(
-                        BlobLinkItem(repo_pk(repo), f"LINK#{digest}", size=size, created_at=now)
+                        BlobLinkItem(
+                            repo_pk(repo), f"LINK#{digest}", size=size, created_at=now, key=link_key
+                        )
                     )
                     labels["put"].append("link")
                     if upload_id is not None:
@@ -346,7 +356,9 @@ class DynamoMetadataStore:
                 if "registry" in failed:
                     self._require_live_registry(repo)
                 if "blob" in failed:
-                    blob_exists = not blob_exists
+                    existing = self.get_registry_blob(repo.registry, digest)
+                    blob_exists = existing is not None
+                    link_key = existing.key if existing is not None else key
                 if "repo" in failed:
                     repo_exists = not repo_exists
                 continue
@@ -628,6 +640,18 @@ def _registry_live() -> Condition:
         RegistryItem.deleting == False  # noqa: E712
     )
     return live
+
+
+def _blob_stored_at(key: str | None) -> Condition:
+    stored: Condition = (
+        RegistryBlobItem.key == key if key is not None else RegistryBlobItem.key.does_not_exist()
+    )
+    condition: Condition = Item.pk.exists() & stored
+    return condition
+
+
+def _blob_record(digest: str, item: RegistryBlobItem | BlobLinkItem) -> BlobRecord:
+    return BlobRecord(digest, int(item.size), item.created_at, item.key)
 
 
 def _registry_record(item: RegistryItem) -> RegistryRecord:

@@ -83,6 +83,8 @@ class RegistryItem(Item):
 class RegistryBlobItem(Item):
     size = NumberAttribute()
     created_at = UTCDateTimeAttribute(null=True)
+    # Where the bytes are (absent: the content address, service.blob_key).
+    key = UnicodeAttribute(null=True)
 
 
 class RepositoryItem(Item):
@@ -92,6 +94,8 @@ class RepositoryItem(Item):
 class BlobLinkItem(Item):
     size = NumberAttribute()
     created_at = UTCDateTimeAttribute(null=True)
+    # A copy of the registry blob's key, so that a pull presigns after this one read.
+    key = UnicodeAttribute(null=True)
 
 
 class ManifestItem(Item):

@@ -56,10 +56,6 @@ class MemoryBlobStore:
         self.calls.append("delete_object")
         self.objects.pop(key, None)
 
-    def copy_object(self, source_key: str, dest_key: str, size: int) -> None:
-        self.calls.append("copy_object")
-        self.objects[dest_key] = self.objects[source_key]
-
     def create_multipart(self, key: str) -> str:
         self.calls.append("create_multipart")
         upload_id = uuid.uuid4().hex
@@ -237,6 +233,8 @@ class MemoryMetadataStore:
         size: int,
         now: datetime,
         upload_id: str | None = None,
+        key: str | None = None,
+        exists: bool = False,
     ) -> bool:
         with self._lock:
             if upload_id is not None:
@@ -244,10 +242,11 @@ class MemoryMetadataStore:
             blobs = self.registry_blobs.setdefault(repo.registry, {})
             new = digest not in blobs
             if new:
-                blobs[digest] = BlobRecord(digest, size, now)
+                blobs[digest] = BlobRecord(digest, size, now, key)
                 self.registries[repo.registry].storage_bytes += size
             self._create_repository(repo, now)
-            self.links.setdefault(repo, {})[digest] = BlobRecord(digest, size, now)
+            stored = blobs[digest].key
+            self.links.setdefault(repo, {})[digest] = BlobRecord(digest, size, now, stored)
             return new
 
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:

@@ -10,7 +10,6 @@ import boto3
 from botocore.config import Config
 
 STREAM_CHUNK = 1024 * 1024
-MAX_SINGLE_COPY = 5 * 1024 * 1024 * 1024
 
 
 def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
@@ -40,7 +39,11 @@ class S3BlobStore:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def get_object(self, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            raise KeyError(key) from None  # the port's "no such object"
+        body: bytes = response["Body"].read()
         return body
 
     def iter_object(self, key: str) -> Iterator[bytes]:
@@ -52,13 +55,6 @@ class S3BlobStore:
 
     def delete_object(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
-
-    def copy_object(self, source_key: str, dest_key: str, size: int) -> None:
-        source = {"Bucket": self.bucket, "Key": source_key}
-        if size <= MAX_SINGLE_COPY:
-            self.client.copy_object(CopySource=source, Bucket=self.bucket, Key=dest_key)
-        else:  # CopyObject stops at 5 GiB; the managed copy goes part by part beyond
-            self.client.copy(source, self.bucket, dest_key)
 
     def create_multipart(self, key: str) -> str:
         upload_id: str = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)[

@@ -41,6 +41,9 @@ class BlobRecord:
     digest: str
     size: int
     created_at: datetime | None = None
+    # The S3 key of the bytes, where their upload wrote them (committing copies nothing).
+    # None for blobs stored under their content address (``service.blob_key``).
+    key: str | None = None
 
 
 @dataclass

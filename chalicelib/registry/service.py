@@ -3,8 +3,13 @@
 Consistency rules this module keeps:
 - Bytes are verified before anything refers to them: a blob becomes visible only through
   ``MetadataStore.commit_blob``, which runs after the sha256 of the stored bytes matched.
-- Objects under ``registries/<r>/blobs/`` are content-addressed: the upload path may write
-  one (its name is the hash of its bytes) but never deletes one; only garbage collection does.
+- Committing a blob copies nothing: its bytes stay at the key their upload wrote (unique to
+  that upload, under ``registries/<r>/blobs/uploads/<upload id>/``) and the blob record and
+  every link name that key, so the final ``PUT ?digest=`` costs the same for 1 KiB and
+  10 GiB and presigned GETs still need only the link. An upload deletes only keys it wrote
+  itself: a refused upload leaves nothing, and an upload of a blob the registry already
+  held deletes its own copy once the commit found the existing one. Committed bytes are
+  deleted only by garbage collection.
 - Upload sessions advance with a version check, so two concurrent writers cannot both move
   the same session forward. Clients send a session's chunks one after another (the spec
   requires it); if two race anyway, the loser's part may replace the winner's part of the
@@ -58,7 +63,21 @@ class ServiceSettings:
 
 
 def blob_key(registry: str, digest: Digest) -> str:
+    """Where blobs committed before uploads kept their bytes in place lived; a record
+    without a ``key`` still means this address."""
     return f"registries/{registry}/blobs/{digest.algorithm}/{digest.hex}"
+
+
+def upload_data_prefix(registry: str, upload_id: str) -> str:
+    # Bytes that become the blob are written here and stay here once committed: under
+    # registries/ (never the expiring scratch prefix), and unique to the upload, so that
+    # nothing another upload or request wrote can be overwritten or deleted by this one.
+    return f"registries/{registry}/blobs/uploads/{upload_id}/"
+
+
+def stored_key(registry: str, record: BlobRecord) -> str:
+    """The S3 key of a blob's bytes."""
+    return record.key or blob_key(registry, Digest.parse(record.digest))
 
 
 def manifest_key(registry: str, digest: Digest) -> str:
@@ -105,8 +124,9 @@ class RegistryService:
 
     def blob_download_url(self, repo: RepositoryName, digest: str) -> tuple[BlobRecord, str]:
         record = self.stat_blob(repo, digest)
-        key = blob_key(repo.registry, Digest.parse(digest))
-        url = self.blobs.presign_get(key, int(self.settings.presign_ttl.total_seconds()))
+        url = self.blobs.presign_get(
+            stored_key(repo.registry, record), int(self.settings.presign_ttl.total_seconds())
+        )
         return record, url
 
     def delete_blob(self, repo: RepositoryName, digest: str) -> None:
@@ -123,7 +143,7 @@ class RegistryService:
             upload_id=upload_id,
             registry=repo.registry,
             repository=repo.repository,
-            data_key=upload_prefix(repo.registry, upload_id) + "data",
+            data_key=upload_data_prefix(repo.registry, upload_id) + "data",
             created_at=now,
             expires_at=now + self.settings.upload_ttl,
         )
@@ -169,7 +189,7 @@ class RegistryService:
             # created; the saved session still points at the previous state.
             self._undo_receive(session, advanced)
             raise
-        self._delete_scratch(session.tail_key, keep=advanced.tail_key)
+        self._delete_owned(session, session.tail_key, keep=advanced.tail_key)
         return advanced
 
     def complete_upload(
@@ -187,22 +207,36 @@ class RegistryService:
         if body is not None and content_length != 0:
             session = self._receive(session, body, content_length)
         try:
-            self._store_verified(repo, session, expected)
+            key = self._store_verified(repo, session, expected)
         except DigestInvalidError:
             self._discard(session, persisted)
-            self._delete_scratch(saved.tail_key, keep=session.tail_key)
+            self._delete_owned(saved, saved.tail_key, keep=session.tail_key)
             raise
         # The commit also ends a saved session: blob visible and session gone, together.
-        self.store.commit_blob(
-            repo,
-            str(expected),
-            session.offset,
-            self._clock(),
-            upload_id=session.upload_id if persisted else None,
-        )
-        self._discard(session, persisted=False, keep_data=True)
-        self._delete_scratch(saved.tail_key, keep=session.tail_key)
-        return BlobRecord(str(expected), session.offset)
+        try:
+            created = self.store.commit_blob(
+                repo,
+                str(expected),
+                session.offset,
+                self._clock(),
+                upload_id=session.upload_id if persisted else None,
+                key=key,
+            )
+        except NameUnknownError:
+            # The registry went away (deleted) before the commit: nothing names the bytes.
+            # Only this definite refusal frees them; after an error that leaves the outcome
+            # unknown, the bytes stay for garbage collection to judge.
+            self._delete_owned(session, key)
+            self._delete_owned(session, session.tail_key, keep=key)
+            raise
+        if not created:
+            # The registry already held these bytes and the link names that copy: ours is
+            # unreferenced (the key is this upload's own, so nothing else can name it).
+            self.blobs.delete_object(key)
+        self._delete_owned(session, session.tail_key, keep=key)
+        if saved.tail_key != session.tail_key:  # the final chunk replaced the saved tail
+            self._delete_owned(saved, saved.tail_key, keep=key)
+        return BlobRecord(str(expected), session.offset, key=key if created else None)
 
     def upload_blob(
         self, repo: RepositoryName, digest: str, body: BinaryIO, content_length: int | None
@@ -233,7 +267,9 @@ class RegistryService:
             record = self.store.get_registry_blob(repo.registry, parsed)
         if record is None:
             return None
-        self.store.commit_blob(repo, parsed, record.size, self._clock())
+        self.store.commit_blob(
+            repo, parsed, record.size, self._clock(), key=record.key, exists=True
+        )
         return record
 
     def _receive(
@@ -250,7 +286,14 @@ class RegistryService:
         part_size = self.settings.part_size
         buffer = bytearray()
         if session.tail_size and session.tail_key:
-            buffer += self.blobs.get_object(session.tail_key)
+            try:
+                buffer += self.blobs.get_object(session.tail_key)
+            except KeyError:
+                # A concurrent request advanced the session and freed the tail this request
+                # read about: it lost the race, as its version check would tell it later.
+                raise BlobUploadInvalidError(
+                    "the upload was changed by a concurrent request"
+                ) from None
             if len(buffer) != session.tail_size:
                 raise BlobUploadInvalidError("upload state is inconsistent; restart the upload")
         hasher = hashlib.sha256() if session.offset == 0 else None
@@ -292,8 +335,10 @@ class RegistryService:
         if buffer:
             if multipart_id is None and sha256 is not None:
                 # The whole blob arrived in this request and is smaller than a part: store it
-                # under its content address now, so completing the upload needs no copy.
-                tail_key = blob_key(session.registry, Digest("sha256", sha256))
+                # where it will stay if its digest is confirmed (a key of this request's
+                # own, so a concurrent request on the session cannot overwrite it).
+                prefix = upload_data_prefix(session.registry, session.upload_id)
+                tail_key = f"{prefix}{uuid.uuid4().hex}"
             else:
                 prefix = upload_prefix(session.registry, session.upload_id)
                 tail_key = f"{prefix}tail-{offset}-{uuid.uuid4().hex}"
@@ -310,30 +355,30 @@ class RegistryService:
 
     def _store_verified(
         self, repo: RepositoryName, session: UploadSession, expected: Digest
-    ) -> None:
-        """Put the session's bytes at the blob's content address if they hash to ``expected``."""
-        final_key = blob_key(repo.registry, expected)
+    ) -> str:
+        """Check that the session's bytes hash to ``expected`` and return the key that holds
+        them; no copy is made, so the cost does not grow with the blob's size (except that
+        an upload spread over several requests is re-read once to hash it)."""
         actual: str | None
         if session.multipart_id is None:
-            if session.sha256 is not None and session.tail_key == blob_key(
-                repo.registry, Digest("sha256", session.sha256)
-            ):
-                # Streamed in one request and already stored under its own content
-                # address: comparing digests is all that is left.
+            if session.sha256 is not None and self._is_data_key(session, session.tail_key):
+                # Streamed in one request and already stored where it stays: comparing
+                # digests is all that is left.
                 if session.sha256 != expected.hex:
                     raise DigestInvalidError(
                         f"content hashes to sha256:{session.sha256}",
                         detail={"digest": str(expected)},
                     )
-                return
+                assert session.tail_key is not None
+                return session.tail_key
             data = self.blobs.get_object(session.tail_key) if session.tail_key else b""
             actual = hashlib.sha256(data).hexdigest()
             if actual != expected.hex:
                 raise DigestInvalidError(
                     f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
                 )
-            self.blobs.put_object(final_key, data)
-            return
+            self.blobs.put_object(session.data_key, data)
+            return session.data_key
         parts = [(p.number, p.etag) for p in session.parts]
         if session.tail_size and session.tail_key:
             number = len(parts) + 1
@@ -356,26 +401,35 @@ class RegistryService:
             raise DigestInvalidError(
                 f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
             )
-        # Large blobs only: one read can save copying gigabytes the registry already holds.
-        if self.store.get_registry_blob(repo.registry, str(expected)) is None:
-            self.blobs.copy_object(session.data_key, final_key, session.offset)
-        self.blobs.delete_object(session.data_key)
+        return session.data_key
 
-    def _discard(self, session: UploadSession, persisted: bool, keep_data: bool = False) -> None:
-        if not keep_data and session.multipart_id is not None:
+    @staticmethod
+    def _is_data_key(session: UploadSession, key: str | None) -> bool:
+        return key is not None and key.startswith(
+            upload_data_prefix(session.registry, session.upload_id)
+        )
+
+    def _discard(self, session: UploadSession, persisted: bool) -> None:
+        """Forget an upload that will not commit, with every object it wrote."""
+        if session.multipart_id is not None:
             self.blobs.abort_multipart(session.data_key, session.multipart_id)
-        self._delete_scratch(session.tail_key)
+        self._delete_owned(session, session.tail_key)
         if persisted:
             self.store.delete_upload(session.upload_id)
 
     def _undo_receive(self, saved: UploadSession, unsaved: UploadSession) -> None:
         if saved.multipart_id is None and unsaved.multipart_id is not None:
             self.blobs.abort_multipart(unsaved.data_key, unsaved.multipart_id)
-        self._delete_scratch(unsaved.tail_key, keep=saved.tail_key)
+        self._delete_owned(unsaved, unsaved.tail_key, keep=saved.tail_key)
 
-    def _delete_scratch(self, key: str | None, keep: str | None = None) -> None:
-        """Delete a scratch tail; content-addressed keys are never deleted here."""
-        if key is not None and key != keep and _is_scratch(key):
+    def _delete_owned(
+        self, session: UploadSession, key: str | None, keep: str | None = None
+    ) -> None:
+        """Delete an object the session wrote (a scratch tail, or bytes under its data
+        prefix that were not committed); never a committed blob of another upload."""
+        if key is None or key == keep:
+            return
+        if _is_scratch(key) or self._is_data_key(session, key):
             self.blobs.delete_object(key)
 
     def cleanup_expired_uploads(self, limit: int = 100) -> int:
@@ -386,8 +440,7 @@ class RegistryService:
                 if session.multipart_id is not None:
                     self.blobs.abort_multipart(session.data_key, session.multipart_id)
             finally:
-                if _is_scratch(session.tail_key) and session.tail_key:
-                    self.blobs.delete_object(session.tail_key)
+                self._delete_owned(session, session.tail_key)
                 self.store.delete_upload(session.upload_id)
             count += 1
         return count

@@ -26,6 +26,7 @@ from chalicelib.registry.service import (
     ServiceSettings,
     blob_key,
     manifest_key,
+    upload_data_prefix,
     upload_prefix,
 )
 from tests.unit.builders import MIB, descriptor, encode, image_manifest, push_blob, sha256
@@ -81,7 +82,8 @@ def test_chunked_12_mib_upload_is_byte_identical_through_a_presigned_get(
     assert partial.status_code == 206
     assert partial.content == data[5242870:5242890]
 
-    assert open_multiparts(aws, upload_prefix(repo.registry, session.upload_id)) == []
+    assert open_multiparts(aws, upload_data_prefix(repo.registry, session.upload_id)) == []
+    assert keys_under(aws, upload_prefix(repo.registry, session.upload_id)) == []
     assert store.get_upload(session.upload_id) is None
     registry = store.get_registry(repo.registry)
     assert registry is not None
@@ -89,14 +91,16 @@ def test_chunked_12_mib_upload_is_byte_identical_through_a_presigned_get(
 
 
 def test_presigned_url_is_sigv4_with_the_presign_ttl(
-    aws: Aws, service: RegistryService, repo: RepositoryName
+    aws: Aws, service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
 ) -> None:
     digest = push_blob(service, repo, b"tiny layer")
     _, url = service.blob_download_url(repo, digest)
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert f"{parts.scheme}://{parts.netloc}" == aws.endpoint
-    assert parts.path == f"/{BUCKET}/{blob_key(repo.registry, Digest.parse(digest))}"
+    stored = store.get_registry_blob(repo.registry, digest)
+    assert stored is not None and stored.key is not None
+    assert parts.path == f"/{BUCKET}/{stored.key}"
     assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
     assert query["X-Amz-Expires"] == str(int(service.settings.presign_ttl.total_seconds()))
     assert query["X-Amz-Credential"].endswith("/us-east-1/s3/aws4_request")
@@ -162,6 +166,29 @@ def test_concurrent_commits_of_one_blob_count_storage_once_and_every_repository(
     assert store.list_repositories(registry, None, 100) == sorted(
         f"repo-{i}" for i in range(writers)
     )
+
+
+def test_second_upload_of_a_blob_links_the_registrys_copy_and_deletes_its_own(
+    aws: Aws, service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
+) -> None:
+    data = os.urandom(7 * MIB)  # multipart: the bytes stay where the upload wrote them
+    other = RepositoryName(repo.registry, "other")
+    service.complete_upload(
+        repo, append(service, service.start_upload(repo), data), sha256(data), None, 0
+    )
+    second = append(service, service.start_upload(other), data)
+    service.complete_upload(other, second, sha256(data), None, 0)
+
+    first_link = store.get_blob_link(repo, sha256(data))
+    second_link = store.get_blob_link(other, sha256(data))
+    record = store.get_registry_blob(repo.registry, sha256(data))
+    assert first_link is not None and second_link is not None and record is not None
+    assert first_link.key == second_link.key == record.key
+    assert keys_under(aws, f"registries/{repo.registry}/blobs/") == [record.key]
+    _, url = service.blob_download_url(other, sha256(data))
+    assert requests.get(url, timeout=30).content == data
+    registry = store.get_registry(repo.registry)
+    assert registry is not None and registry.storage_bytes == len(data)
 
 
 def test_manifest_push_writes_manifest_tag_and_referrer_together(
@@ -292,12 +319,14 @@ def test_cleanup_aborts_the_multipart_upload_of_an_expired_session(
     settings = ServiceSettings(part_size=PART_SIZE)
     service = RegistryService(store, blobs, settings, clock=lambda: moments[0])
     session = append(service, service.start_upload(repo), os.urandom(6 * MIB))
-    prefix = upload_prefix(repo.registry, session.upload_id)
-    assert len(open_multiparts(aws, prefix)) == 1
+    data_prefix = upload_data_prefix(repo.registry, session.upload_id)
+    scratch = upload_prefix(repo.registry, session.upload_id)
+    assert len(open_multiparts(aws, data_prefix)) == 1
+    assert len(keys_under(aws, scratch)) == 1  # the tail
     moments[0] += timedelta(hours=2)
     assert service.cleanup_expired_uploads(limit=1000) >= 1
-    assert open_multiparts(aws, prefix) == []
-    assert keys_under(aws, prefix) == []
+    assert open_multiparts(aws, data_prefix) == []
+    assert keys_under(aws, scratch) == [] and keys_under(aws, data_prefix) == []
     assert store.get_upload(session.upload_id) is None
 
 

@@ -28,7 +28,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Measured after the push-path optimisations (2026-11-28):
+# Measured after the push-path optimisations (2026-11-28), then after blobs began to stay
+# where their upload wrote them (2026-12-02): the 10 MiB push lost its CopyObject and the
+# DeleteObject of the source; pushing a blob the registry already holds costs one read
+# (the link must name the existing copy's key) and the DeleteObject of the redundant copy.
 # (total AWS calls, DynamoDB reads, DynamoDB writes, S3 calls).
 BASELINE: dict[str, tuple[int, int, int, int]] = {
     "token_issue": (3, 2, 1, 0),
@@ -38,8 +41,10 @@ BASELINE: dict[str, tuple[int, int, int, int]] = {
     "blob_push_first": (7, 2, 4, 1),
     "blob_push": (6, 2, 3, 1),
     "blob_push_monolithic": (4, 1, 2, 1),
-    "blob_push_10mib": (15, 3, 3, 9),
-    "blob_push_existing": (7, 2, 4, 1),
+    "blob_push_10mib": (12, 2, 3, 7),
+    "blob_commit_10mib": (6, 1, 1, 4),
+    "blob_commit_1gib": (3, 1, 1, 1),
+    "blob_push_existing": (9, 3, 4, 2),
     "blob_push_basic": (7, 3, 3, 1),
     "manifest_push": (2, 1, 1, 0),
     "manifest_push_again": (2, 1, 1, 0),
@@ -68,7 +73,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert proc.returncode == 0, (
@@ -110,6 +115,17 @@ def test_manifest_push_is_one_batch_read_and_one_transaction(
     assert op["breakdown"] == {"dynamodb.BatchGetItem": 1, "dynamodb.TransactWriteItems": 1}, (
         _calls(op)
     )
+
+
+def test_final_put_of_a_1_gib_blob_copies_and_rereads_nothing(ops: dict[str, Any]) -> None:
+    """Committing a blob leaves its bytes where the upload put them: the final PUT of a
+    1 GiB layer costs at most what a 10 MiB one does, and never a copy or a read of S3."""
+    large, small = ops["blob_commit_1gib"], ops["blob_commit_10mib"]
+    assert large["http_requests"] == 1
+    for op in (large, small):
+        assert not {"s3.CopyObject", "s3.UploadPartCopy"} & set(op["breakdown"]), _calls(op)
+    assert "s3.GetObject" not in large["breakdown"], _calls(large)  # hashed while streaming
+    assert large["total_calls"] <= small["total_calls"], (_calls(large), _calls(small))
 
 
 def test_tag_list_is_one_query(ops: dict[str, Any]) -> None:

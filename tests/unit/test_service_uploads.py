@@ -36,6 +36,17 @@ def key_of(registry: str, digest: str) -> str:
     return blob_key(registry, Digest.parse(digest))
 
 
+def blob_objects(blobs: MemoryBlobStore, registry: str) -> dict[str, bytes]:
+    return {k: v for k, v in blobs.objects.items() if k.startswith(f"registries/{registry}/")}
+
+
+def stored_bytes(blobs: MemoryBlobStore, registry: str, digest: str) -> bytes:
+    """The one copy of the blob the registry keeps (wherever its upload wrote it)."""
+    found = [v for v in blob_objects(blobs, registry).values() if sha256(v) == digest]
+    assert len(found) == 1, f"{len(found)} copies of {digest}"
+    return found[0]
+
+
 def scratch_keys(blobs: MemoryBlobStore, session: UploadSession) -> list[str]:
     prefix = upload_prefix(session.registry, session.upload_id)
     return sorted(k for k in blobs.objects if k.startswith(prefix))
@@ -70,7 +81,8 @@ def assert_nothing_committed(
 ) -> None:
     assert store.get_blob_link(repo, digest) is None
     assert store.get_registry_blob(repo.registry, digest) is None
-    assert key_of(repo.registry, digest) not in blobs.objects
+    # A refused upload leaves no bytes behind, under any key.
+    assert blob_objects(blobs, repo.registry) == {}
     registry = store.get_registry(repo.registry)
     assert registry is not None
     assert registry.storage_bytes == 0
@@ -91,7 +103,7 @@ def test_single_append_then_complete_commits_the_verified_blob(
     assert session.offset == len(data)
     complete(service, repo, session, sha256(data))
 
-    assert blobs.objects[key_of(REGISTRY, sha256(data))] == data
+    assert stored_bytes(blobs, REGISTRY, sha256(data)) == data
     link = store.get_blob_link(repo, sha256(data))
     assert link is not None
     assert link.size == len(data)
@@ -122,7 +134,7 @@ def test_chunks_smaller_than_a_part_crossing_part_boundaries_assemble_byte_exact
     # MemoryBlobStore.complete_multipart raises EntityTooSmall for a short non-final part
     complete(service, repo, session, sha256(data))
 
-    assert blobs.objects[key_of(REGISTRY, sha256(data))] == data
+    assert stored_bytes(blobs, REGISTRY, sha256(data)) == data
     assert blobs.calls.count("upload_part") == 3  # two full parts plus the 4 MiB + 1 tail
     assert blobs.multipart == {}
     assert store.get_blob_link(repo, sha256(data)) is not None
@@ -138,7 +150,7 @@ def test_upload_of_exactly_two_parts_has_no_tail_and_completes(
     session = append(service, service.start_upload(repo), data, with_range=False)
     assert (len(session.parts), session.tail_size, session.tail_key) == (2, 0, None)
     complete(service, repo, session, sha256(data))
-    assert blobs.objects[key_of(REGISTRY, sha256(data))] == data
+    assert stored_bytes(blobs, REGISTRY, sha256(data)) == data
 
 
 def test_parts_are_never_smaller_than_s3_minimum_except_the_last(
@@ -174,7 +186,7 @@ def test_empty_blob_upload_commits_an_empty_object(
 ) -> None:
     session = service.start_upload(repo)
     complete(service, repo, session, sha256(b""))
-    assert blobs.objects[key_of(REGISTRY, sha256(b""))] == b""
+    assert stored_bytes(blobs, REGISTRY, sha256(b"")) == b""
     link = store.get_blob_link(repo, sha256(b""))
     assert link is not None
     assert link.size == 0
@@ -186,7 +198,7 @@ def test_final_chunk_sent_with_complete_is_part_of_the_blob(
     first, last = os.urandom(6 * MIB), os.urandom(2 * MIB)
     session = append(service, service.start_upload(repo), first)
     complete(service, repo, session, sha256(first + last), final=last)
-    assert blobs.objects[key_of(REGISTRY, sha256(first + last))] == first + last
+    assert stored_bytes(blobs, REGISTRY, sha256(first + last)) == first + last
     assert blobs.multipart == {}
 
 
@@ -440,7 +452,7 @@ def test_losing_concurrent_writer_does_not_destroy_the_winners_bytes(
     assert saved.tail_key is not None
     assert blobs.objects.get(saved.tail_key) == b"startwinner"
     complete(service, repo, saved, sha256(b"startwinner"))
-    assert blobs.objects[key_of(REGISTRY, sha256(b"startwinner"))] == b"startwinner"
+    assert stored_bytes(blobs, REGISTRY, sha256(b"startwinner")) == b"startwinner"
 
 
 # ------------------------------------------------------------------ monolithic, mount
@@ -455,7 +467,7 @@ def test_monolithic_upload_stores_verified_blob_without_a_session(
     data = os.urandom(2048)
     record = service.upload_blob(repo, sha256(data), io.BytesIO(data), len(data))
     assert (record.digest, record.size) == (sha256(data), len(data))
-    assert blobs.objects[key_of(REGISTRY, sha256(data))] == data
+    assert stored_bytes(blobs, REGISTRY, sha256(data)) == data
     assert store.uploads == {}
 
 
@@ -467,7 +479,7 @@ def test_monolithic_upload_larger_than_a_part_uses_multipart_and_cleans_up(
 ) -> None:
     data = os.urandom(12 * MIB)
     service.upload_blob(repo, sha256(data), io.BytesIO(data), None)
-    assert blobs.objects[key_of(REGISTRY, sha256(data))] == data
+    assert stored_bytes(blobs, REGISTRY, sha256(data)) == data
     assert blobs.multipart == {}
     assert [k for k in blobs.objects if k.startswith("uploads/")] == []
     assert store.get_blob_link(repo, sha256(data)) is not None
@@ -494,16 +506,36 @@ def test_blob_linked_into_two_repositories_is_stored_and_counted_once(
     data = os.urandom(6 * MIB)
     other = RepositoryName(REGISTRY, "other")
     push_blob(service, repo, data)
-    copies_after_first = blobs.calls.count("copy_object")
     session = append(service, service.start_upload(other), data)
     complete(service, other, session, sha256(data))
 
-    assert store.get_blob_link(repo, sha256(data)) is not None
-    assert store.get_blob_link(other, sha256(data)) is not None
+    first = store.get_blob_link(repo, sha256(data))
+    second = store.get_blob_link(other, sha256(data))
+    assert first is not None and second is not None
+    # Both links name the registry's one copy; the second upload's own copy is gone.
+    assert first.key == second.key
+    assert stored_bytes(blobs, REGISTRY, sha256(data)) == data
     registry = store.get_registry(REGISTRY)
     assert registry is not None
     assert registry.storage_bytes == len(data)
-    assert blobs.calls.count("copy_object") == copies_after_first  # content already there
+
+
+def test_committing_a_multipart_blob_copies_nothing(
+    service: RegistryService,
+    store: MemoryMetadataStore,
+    blobs: MemoryBlobStore,
+    repo: RepositoryName,
+) -> None:
+    data = os.urandom(2 * PART_SIZE + 1)
+    session = append(service, service.start_upload(repo), data, with_range=False)
+    before = len(blobs.calls)
+    complete(service, repo, session, sha256(data))
+    final_put = blobs.calls[before:]
+    # Upload the tail as the last part, complete: no copy, no re-read (hashed while streaming).
+    assert final_put == ["get_object", "upload_part", "complete_multipart", "delete_object"]
+    link = store.get_blob_link(repo, sha256(data))
+    assert link is not None and link.key == session.data_key
+    assert blobs.objects[session.data_key] == data
 
 
 def test_repository_count_grows_on_first_push_to_a_repository_only(
@@ -567,14 +599,30 @@ def test_mount_without_from_uses_any_blob_of_the_registry(
 # ------------------------------------------------------------------ pull side
 
 
-def test_blob_download_url_presigns_the_content_address_for_the_presign_ttl(
-    service: RegistryService, repo: RepositoryName
+def test_blob_download_url_presigns_where_the_upload_left_the_bytes_for_the_presign_ttl(
+    service: RegistryService,
+    store: MemoryMetadataStore,
+    blobs: MemoryBlobStore,
+    repo: RepositoryName,
 ) -> None:
     digest = push_blob(service, repo, b"layer")
     record, url = service.blob_download_url(repo, digest)
     assert record.size == len(b"layer")
+    stored = store.get_registry_blob(REGISTRY, digest)
+    assert stored is not None and stored.key is not None
+    assert blobs.objects[stored.key] == b"layer"
+    assert record.key == stored.key  # the link carries the key: one read per pull
     ttl = int(service.settings.presign_ttl.total_seconds())
-    assert url == f"memory://{key_of(REGISTRY, digest)}?expires_in={ttl}"
+    assert url == f"memory://{stored.key}?expires_in={ttl}"
+
+
+def test_blob_committed_before_keys_were_recorded_is_served_from_its_content_address(
+    service: RegistryService, store: MemoryMetadataStore, repo: RepositoryName
+) -> None:
+    digest = sha256(b"old layer")
+    store.commit_blob(repo, digest, len(b"old layer"), service._clock())
+    _, url = service.blob_download_url(repo, digest)
+    assert url.startswith(f"memory://{key_of(REGISTRY, digest)}?")
 
 
 def test_unlinked_blob_is_unknown_even_if_the_registry_holds_it(
