@@ -64,11 +64,23 @@ def _path(request: Request, prefix: str, proxy: str | None) -> str:
     return f"{prefix}/{proxy}" if proxy else f"{prefix}/"
 
 
+# API Gateway renames WWW-Authenticate (to x-amzn-Remapped-WWW-Authenticate) and frames
+# Content-Length itself, so a HEAD answer would lose the size docker reads from it. The Lambda
+# sends both again under names API Gateway passes through; the CloudFront origin-response
+# function (portside_edge/origin_response.py, which uses the same names) restores them.
+CARRIED_PREFIX = "Portside-Original-"
+CARRIED_HEADERS = ("WWW-Authenticate", "Content-Length")
+
+
 def to_chalice_response(response: HttpResponse) -> Response:
     content_type = response.headers.get("Content-Type", "")
     # Manifests are UTF-8 JSON (checked on push), so as text they pass through byte for byte.
     body = response.body if content_type in BINARY_TYPES else response.body.decode("utf-8")
-    return Response(body=body, status_code=response.status, headers=dict(response.headers))
+    headers: dict[str, str | list[str]] = dict(response.headers)
+    for name in CARRIED_HEADERS:
+        if name in response.headers:
+            headers[CARRIED_PREFIX + name] = response.headers[name]
+    return Response(body=body, status_code=response.status, headers=headers)
 
 
 def v2_blueprint(api: Callable[[], V2Api]) -> Blueprint:

@@ -1,34 +1,152 @@
-"""A WSGI stand-in for API Gateway in front of the Chalice app, plus the upload host.
+"""A WSGI stand-in for the deployed front door, plus the upload host.
 
-Requests become API Gateway REST proxy events for the Chalice app, as on AWS. Upload
-bodies (PATCH/PUT on an upload session, POST with ``digest``) never go through an event:
-they stream from the socket into the same ``V2Api`` dispatcher, as on the upload host.
+Deployed, ``/v2/`` and ``/api/v1/`` go CloudFront -> API Gateway REST (Lambda proxy) -> the
+Chalice Lambda. This gateway does to each request and answer what that chain does, in its
+order, so that tests through it prove the deployed path:
+
+1. API Gateway, request side: bodies over 10 MB are refused (plain-text 413) before anything
+   else; paths outside the API's resources get 403 "Missing Authentication Token"; the request
+   headers AWS does not pass to a Lambda are dropped; the whole body is buffered into a proxy
+   event (bodies of the API's binary media types base64-encoded, as API Gateway does); an
+   event over Lambda's 6 MB invocation limit gets API Gateway's 413.
+2. The Lambda (the Chalice app) runs in a worker thread under API Gateway's 29 s integration
+   timeout (504); a failed or oversized (over 6 MB) Lambda answer becomes API Gateway's 502.
+3. API Gateway, response side: the header remapping AWS documents for Lambda integrations
+   (``WWW-Authenticate`` becomes ``x-amzn-Remapped-WWW-Authenticate``, ...), its own ``Date``,
+   a default ``Content-Type`` and its own ``Content-Length`` framing of the body it sends (so a
+   HEAD answer says 0; the Lambda's value survives only as ``x-amzn-Remapped-Content-Length``).
+4. CloudFront's origin-response trigger: ``portside_edge.origin_response.handler`` on a
+   CloudFront-shaped event, with Lambda@Edge's header rules enforced (a function that touches a
+   read-only or disallowed header gets CloudFront's 502). It runs on every answer of the API
+   origin, API Gateway's own included, as CloudFront runs it. ``edge_fix=False``
+   (``PORTSIDE_LOCAL_EDGE_FIX=off``) leaves it out: clients then see what they would on AWS
+   without the fix (``docker login`` fails with 401).
+
+API Gateway's own answers are ``portside_edge.gateway_responses``, the definitions the stack
+configures. Upload bodies (PATCH/PUT on an upload session, POST with ``digest``) stand for the
+upload host behind its ALB, which remaps nothing: they stream from the socket into the same
+``V2Api`` dispatcher, and its answers reach the client as it sent them.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
 from chalice.app import Chalice
 
+from chalicelib.http.chalice_views import BINARY_TYPES
 from chalicelib.http.messages import HttpRequest
 from chalicelib.http.v2 import V2Api
 from chalicelib.registry.names import is_decimal
+from portside_edge import origin_response
+from portside_edge.gateway_responses import (
+    API_PAYLOAD_LIMIT,
+    API_PAYLOAD_TOO_LARGE,
+    INTEGRATION_FAILURE,
+    INTEGRATION_TIMEOUT,
+    INTEGRATION_TIMEOUT_SECONDS,
+    LAMBDA_PAYLOAD_LIMIT,
+    LAMBDA_REQUEST_TOO_LARGE,
+    MISSING_AUTHENTICATION_TOKEN,
+    GatewayAnswer,
+)
 
-# API Gateway refuses request bodies over 10 MB; so do we, to behave the same locally.
-MAX_EVENT_BODY = 10 * 1024 * 1024
+EDGE_FIX_ENV = "PORTSIDE_LOCAL_EDGE_FIX"
 _UPLOAD_SESSION = re.compile(r"^/v2/.+/blobs/uploads/[A-Za-z0-9-]+$")
 _UPLOAD_START = re.compile(r"^/v2/.+/blobs/uploads/?$")
 
+# API Gateway's table of headers "dropped, remapped, or otherwise modified" for REST APIs
+# ("Amazon API Gateway important notes"), its Lambda integration columns. Request side: never
+# in the event.
+REQUEST_DROPPED = frozenset(
+    {
+        "connection",
+        "content-md5",
+        "expect",
+        "max-forwards",
+        "proxy-authenticate",
+        "server",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "www-authenticate",
+    }
+)
+# Response side: renamed to x-amzn-Remapped-<name> (Date and Server then carry API Gateway's
+# own value, if any, under their name).
+RESPONSE_REMAPPED = frozenset(
+    {
+        "authorization",
+        "connection",
+        "content-md5",
+        "date",
+        "max-forwards",
+        "server",
+        "user-agent",
+        "www-authenticate",
+    }
+)
+RESPONSE_DROPPED = frozenset(
+    {"expect", "host", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade", "via"}
+)
+# AWS's table says a Lambda's Content-Length passes; captures of live REST APIs show it as
+# x-amzn-Remapped-Content-Length next to API Gateway's own, and for a body-less HEAD answer
+# the behaviour is not documented. The gateway takes the reading that loses the most: API
+# Gateway frames what it sends, and the Lambda's value is only a remapped header.
+RESPONSE_FRAMED = "content-length"
+REMAPPED_PREFIX = "x-amzn-Remapped-"
+
+# Lambda@Edge (origin-response): headers not exposed to the function, which it may not add,
+# and headers it may read but not change. Either mistake makes CloudFront answer 502.
+EDGE_DISALLOWED = frozenset(
+    {
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "trailer",
+        "upgrade",
+        "x-accel-buffering",
+        "x-accel-charset",
+        "x-accel-limit-rate",
+        "x-accel-redirect",
+        "x-amzn-auth",
+        "x-amzn-cf-billing",
+        "x-amzn-cf-id",
+        "x-amzn-cf-xff",
+        "x-amzn-errortype",
+        "x-amzn-fle-profile",
+        "x-amzn-header-count",
+        "x-amzn-header-order",
+        "x-amzn-lambda-integration-tag",
+        "x-amzn-requestid",
+        "x-cache",
+        "x-forwarded-proto",
+        "x-real-ip",
+    }
+)
+EDGE_DISALLOWED_PREFIXES = ("x-amz-cf-", "x-edge-")
+EDGE_READ_ONLY = frozenset({"transfer-encoding", "via"})
+EDGE_VALIDATION_FAILED = b"The Lambda function result failed validation."
+
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+HeaderList = list[tuple[str, str]]
 
 
 @dataclass
@@ -43,10 +161,28 @@ class LambdaContext:
         return 30_000
 
 
+@dataclass
+class Answer:
+    """An HTTP answer on its way to the client; headers in order, repeated names allowed."""
+
+    status: int
+    headers: HeaderList = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
 def is_upload_body(method: str, path: str, query: Mapping[str, str]) -> bool:
     if method in ("PATCH", "PUT") and _UPLOAD_SESSION.match(path):
         return True
     return method == "POST" and bool(_UPLOAD_START.match(path)) and "digest" in query
+
+
+def edge_fix_from_env() -> bool:
+    """The edge fix runs unless ``PORTSIDE_LOCAL_EDGE_FIX`` says ``off`` (or 0/false/no)."""
+    value = os.environ.get(EDGE_FIX_ENV, "on").strip().lower()
+    return value not in ("off", "0", "false", "no")
 
 
 _REASONS = {
@@ -68,6 +204,7 @@ _REASONS = {
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -76,13 +213,26 @@ def _status_line(code: int) -> str:
 
 
 class LocalGateway:
-    def __init__(self, app_factory: Callable[[], Chalice], upload_api: Callable[[], V2Api]):
+    def __init__(
+        self,
+        app_factory: Callable[[], Chalice],
+        upload_api: Callable[[], V2Api],
+        *,
+        edge_fix: bool = True,
+        integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
+        lambda_workers: int = 16,
+    ):
         self._app_factory = app_factory
         self._upload_api = upload_api
+        self._edge_fix = edge_fix
+        self._timeout = integration_timeout
         self._local = threading.local()
+        # Lambda invocations run here, so that API Gateway's timeout can answer while the
+        # function goes on (as a Lambda does after API Gateway gave up on it).
+        self._lambdas = ThreadPoolExecutor(lambda_workers, thread_name_prefix="local-lambda")
 
     def _app(self) -> Chalice:
-        # Chalice stores the current request on the app object: one app per server thread.
+        # Chalice stores the current request on the app object: one app per worker thread.
         app: Chalice | None = getattr(self._local, "app", None)
         if app is None:
             app = self._local.app = self._app_factory()
@@ -90,42 +240,183 @@ class LocalGateway:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = wsgi_request(environ)
-        method, path, headers = request.method, request.path, dict(request.headers)
-        if is_upload_body(method, path, request.query):
+        if is_upload_body(request.method, request.path, request.query):
             response = self._upload_api().handle(request)
             return reply(start_response, response.status, response.headers, response.body)
+        answer = self._api_gateway(environ, request)
+        if self._edge_fix:
+            answer = cloudfront_origin_response(answer, request, environ.get("QUERY_STRING", ""))
+        return send(start_response, answer, request.method)
 
+    def _api_gateway(self, environ: dict[str, Any], request: HttpRequest) -> Answer:
+        method, path = request.method, request.path
         body = (
-            environ["wsgi.input"].read(MAX_EVENT_BODY + 1) if method not in ("GET", "HEAD") else b""
+            environ["wsgi.input"].read(API_PAYLOAD_LIMIT + 1)
+            if method not in ("GET", "HEAD")
+            else b""
         )
-        if len(body) > MAX_EVENT_BODY:
-            payload = b'{"message":"Request Too Long"}'
-            return reply(start_response, 413, {"Content-Type": "application/json"}, payload)
+        if len(body) > API_PAYLOAD_LIMIT:
+            return gateway_answer(API_PAYLOAD_TOO_LARGE, request_id=None)
+        request_id = str(uuid.uuid4())
         if path.startswith("/api/v1/"):
             # The management API matches the path as sent (%2F inside repository names).
             raw_path = (environ.get("REQUEST_URI") or path).split("?", 1)[0]
             if raw_path.startswith("/api/v1/"):
                 path = raw_path
         elif not path.startswith("/v2"):
-            payload = b'{"message":"Missing Authentication Token"}'
-            return reply(start_response, 403, {"Content-Type": "application/json"}, payload)
+            return gateway_answer(MISSING_AUTHENTICATION_TOKEN, request_id)
+        headers = {k: v for k, v in request.headers.items() if k not in REQUEST_DROPPED}
         # API Gateway tells the Lambda how the client connected.
         headers.setdefault("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
-        event = _proxy_event(method, path, request.query_lists, headers, body)
-        result = self._app()(
-            event, LambdaContext(aws_request_id=event["requestContext"]["requestId"])
+        event = _proxy_event(
+            method, path, request.query_lists, headers, body, text_body=_is_text(headers, body)
         )
-        out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            out_headers[name] = ", ".join(str(v) for v in values)
-        raw = result.get("body") or b""
-        if result.get("isBase64Encoded"):
-            payload = base64.b64decode(raw)
+        event["requestContext"]["requestId"] = request_id
+        if len(json.dumps(event).encode()) > LAMBDA_PAYLOAD_LIMIT:
+            return gateway_answer(LAMBDA_REQUEST_TOO_LARGE, request_id)
+        invocation = self._lambdas.submit(self._invoke, event, request_id)
+        try:
+            result = invocation.result(timeout=self._timeout)
+        except FutureTimeout:
+            return gateway_answer(INTEGRATION_TIMEOUT, request_id)
+        except Exception:
+            return gateway_answer(INTEGRATION_FAILURE, request_id)
+        if len(json.dumps(result, default=str).encode()) > LAMBDA_PAYLOAD_LIMIT:
+            return gateway_answer(INTEGRATION_FAILURE, request_id)
+        return integration_response(result, method, request_id)
+
+    def _invoke(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._app()(event, LambdaContext(aws_request_id=request_id))
+        return result
+
+
+def _is_text(headers: Mapping[str, str], body: bytes) -> bool:
+    """API Gateway passes a body as text unless its type is one of the API's binary media
+    types. A body that is not UTF-8 goes base64 here whatever its type (AWS does not say what
+    it does with one; nothing Portside serves through the Lambda sends such a body)."""
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type in BINARY_TYPES:
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def gateway_answer(answer: GatewayAnswer, request_id: str | None) -> Answer:
+    """One of API Gateway's own answers, as the stack configures it (or AWS's default)."""
+    headers: HeaderList = [("Content-Type", answer.content_type), *answer.headers]
+    headers.append(("Date", formatdate(usegmt=True)))
+    if request_id is not None:
+        headers.append(("x-amzn-RequestId", request_id))
+    headers.append(("Content-Length", str(len(answer.body))))
+    return Answer(answer.status, headers, answer.body)
+
+
+def integration_response(result: Mapping[str, Any], method: str, request_id: str) -> Answer:
+    """What API Gateway makes of a Lambda proxy result: the body it holds, the Lambda's
+    headers after AWS's remapping, and API Gateway's own Date, framing and request id."""
+    raw = result.get("body") or b""
+    if result.get("isBase64Encoded"):
+        body = base64.b64decode(raw)
+    else:
+        body = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+    if method == "HEAD":
+        body = b""
+    headers: HeaderList = []
+    for name, value in _lambda_headers(result):
+        lower = name.lower()
+        if lower in RESPONSE_DROPPED:
+            continue
+        if lower in RESPONSE_REMAPPED or lower == RESPONSE_FRAMED:
+            headers.append((REMAPPED_PREFIX + name, value))
         else:
-            payload = raw if isinstance(raw, bytes) else raw.encode("utf-8")
-        if method == "HEAD":
-            payload = b""
-        return reply(start_response, int(result["statusCode"]), out_headers, payload)
+            headers.append((name, value))
+    if not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(("Content-Type", "application/json"))
+    headers.append(("Date", formatdate(usegmt=True)))
+    headers.append(("x-amzn-RequestId", request_id))
+    headers.append(("Content-Length", str(len(body))))
+    return Answer(int(result.get("statusCode") or 200), headers, body)
+
+
+def _lambda_headers(result: Mapping[str, Any]) -> HeaderList:
+    """``multiValueHeaders`` win over ``headers`` for the same name, as API Gateway merges."""
+    multi = result.get("multiValueHeaders") or {}
+    pairs = [(name, str(v)) for name, values in multi.items() for v in values]
+    multi_names = {name.lower() for name in multi}
+    for name, value in (result.get("headers") or {}).items():
+        if name.lower() not in multi_names:
+            pairs.append((name, str(value)))
+    return pairs
+
+
+def cloudfront_origin_response(answer: Answer, request: HttpRequest, query_string: str) -> Answer:
+    """Run the edge function on the origin's answer the way CloudFront invokes it."""
+    exposed: dict[str, list[dict[str, str]]] = {}
+    hidden: HeaderList = []
+    for name, value in answer.headers:
+        if _edge_disallowed(name):
+            hidden.append((name, value))
+        else:
+            exposed.setdefault(name.lower(), []).append({"key": name, "value": value})
+    before = {name: list(entries) for name, entries in exposed.items()}
+    event = {
+        "Records": [
+            {
+                "cf": {
+                    "config": {
+                        "distributionDomainName": "local.cloudfront.net",
+                        "distributionId": "LOCAL",
+                        "eventType": "origin-response",
+                        "requestId": str(uuid.uuid4()),
+                    },
+                    "request": {
+                        "clientIp": "127.0.0.1",
+                        "headers": {},
+                        "method": request.method,
+                        "querystring": query_string,
+                        "uri": request.path,
+                    },
+                    "response": {
+                        "status": str(answer.status),
+                        "statusDescription": _status_line(answer.status).split(" ", 1)[1],
+                        "headers": exposed,
+                    },
+                }
+            }
+        ]
+    }
+    result = origin_response.handler(event, None)
+    after: dict[str, list[dict[str, str]]] = result.get("headers", {})
+    if not _edge_result_valid(before, after):
+        failed = [
+            ("Content-Type", "text/plain"),
+            ("Content-Length", str(len(EDGE_VALIDATION_FAILED))),
+        ]
+        return Answer(502, failed, EDGE_VALIDATION_FAILED)
+    headers = [(e.get("key") or name, e["value"]) for name, es in after.items() for e in es]
+    return Answer(int(result.get("status", answer.status)), headers + hidden, answer.body)
+
+
+def _edge_disallowed(name: str) -> bool:
+    lower = name.lower()
+    return lower in EDGE_DISALLOWED or lower.startswith(EDGE_DISALLOWED_PREFIXES)
+
+
+def _edge_result_valid(
+    before: Mapping[str, list[dict[str, str]]], after: Mapping[str, list[dict[str, str]]]
+) -> bool:
+    if any(_edge_disallowed(name) for name in after):
+        return False
+    return all(before.get(name) == after.get(name) for name in EDGE_READ_ONLY)
+
+
+def send(start_response: StartResponse, answer: Answer, method: str) -> Iterable[bytes]:
+    """Write an answer as it is: a HEAD answer keeps whatever Content-Length it carries."""
+    start_response(_status_line(answer.status), list(answer.headers))
+    return [b"" if method == "HEAD" else answer.body]
 
 
 def wsgi_request(environ: dict[str, Any]) -> HttpRequest:
@@ -182,12 +473,21 @@ def _proxy_event(
     query: Mapping[str, list[str]],
     headers: dict[str, str],
     body: bytes,
+    *,
+    text_body: bool = False,
 ) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy integration event, as Lambda would receive it."""
+    """An API Gateway REST (v1) proxy integration event, as Lambda would receive it. The body
+    is base64-encoded unless ``text_body`` (API Gateway sends text bodies as they are)."""
     prefix = "/api/v1" if path.startswith("/api/v1/") else "/v2"
     rest = path[len(prefix) :].lstrip("/")
     resource = f"{prefix}/{{proxy+}}" if rest else prefix
     multi_query = {k: list(v) for k, v in query.items()}
+    if not body:
+        event_body: str | None = None
+    elif text_body:
+        event_body = body.decode("utf-8")
+    else:
+        event_body = base64.b64encode(body).decode("ascii")
     return {
         "resource": resource,
         "path": path,
@@ -207,6 +507,6 @@ def _proxy_event(
             "requestTimeEpoch": int(time.time() * 1000),
             "identity": {"sourceIp": "127.0.0.1"},
         },
-        "body": base64.b64encode(body).decode("ascii") if body else None,
-        "isBase64Encoded": bool(body),
+        "body": event_body,
+        "isBase64Encoded": bool(body) and not text_body,
     }
