@@ -22,7 +22,9 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.registry.errors import (
     BlobUploadInvalidError,
+    BlobUploadUnknownError,
     ConcurrentWriteError,
+    ManifestInvalidError,
     NameUnknownError,
 )
 from chalicelib.registry.names import RepositoryName
@@ -59,8 +61,16 @@ def reg_pk(registry: str) -> str:
     return f"REG#{registry}"
 
 
+def rid_pk(registry_id: str) -> str:
+    return f"RID#{registry_id}"
+
+
 def repo_pk(repo: RepositoryName) -> str:
-    return f"REPO#{repo}"
+    return f"REPO#{repo.rid}/{repo.repository}"
+
+
+def _repository_key(repo: RepositoryName) -> tuple[str, str]:
+    return rid_pk(repo.rid), f"REPO#{repo.repository}"
 
 
 @dataclass
@@ -77,7 +87,7 @@ class DynamoMetadataStore:
 
     def _require_live_registry(self, repo: RepositoryName) -> None:
         registry = self.get_registry(repo.registry)
-        if registry is None or registry.deleting:
+        if registry is None or registry.deleting or registry.registry_id != repo.rid:
             raise NameUnknownError(detail={"name": str(repo)})
 
     def _transaction(self) -> TransactWrite:
@@ -98,6 +108,7 @@ class DynamoMetadataStore:
             META,
             gsi1pk=f"ACCOUNT#{record.account_id}",
             gsi1sk=f"REG#{record.name}",
+            registry_id=record.registry_id,
             account_id=record.account_id,
             plan=record.plan,
             storage_bytes=record.storage_bytes,
@@ -145,10 +156,18 @@ class DynamoMetadataStore:
         """Delete a deleting registry's items, repository by repository, within ``budget``.
 
         Safe to stop anywhere and run again: it only ever deletes what a query still finds.
+        The record (and so the name) goes last, and only if it still names the incarnation
+        whose items were deleted.
         """
+        record = self.get_registry(name)
+        if record is None:
+            return True
+        if not record.deleting:
+            return False
+        rid = record.registry_id
         deleted = 0
-        for child in Item.query(reg_pk(name), Item.sk.startswith("REPO#")):
-            repo = RepositoryName(name, child.sk.removeprefix("REPO#"))
+        for child in Item.query(rid_pk(rid), Item.sk.startswith("REPO#")):
+            repo = RepositoryName(name, child.sk.removeprefix("REPO#"), rid)
             with Item.batch_write() as batch:
                 for item in Item.query(repo_pk(repo), attributes_to_get=["pk", "sk"]):
                     batch.delete(item)
@@ -158,12 +177,14 @@ class DynamoMetadataStore:
             child.delete()
             deleted += 1
         with Item.batch_write() as batch:
-            for item in Item.query(reg_pk(name), Item.sk.startswith("BLOB#")):
+            for item in Item.query(rid_pk(rid), attributes_to_get=["pk", "sk"]):
                 batch.delete(item)
                 deleted += 1
                 if deleted >= budget:
                     return False
-        Item(reg_pk(name), META).delete(condition=RegistryItem.deleting == True)  # noqa: E712
+        Item(reg_pk(name), META).delete(
+            condition=(RegistryItem.deleting == True) & (RegistryItem.registry_id == rid)  # noqa: E712
+        )
         return True
 
     def update_subscription(self, name: str, plan: str, now: datetime) -> None:
@@ -218,15 +239,25 @@ class DynamoMetadataStore:
     # ------------------------------------------------------------ repositories
 
     def repository_exists(self, repo: RepositoryName) -> bool:
-        return _exists(reg_pk(repo.registry), f"REPO#{repo.repository}")
+        return _exists(*_repository_key(repo))
 
-    def list_repositories(self, registry: str, after: str | None, limit: int) -> list[str]:
+    def _repository_state(self, repo: RepositoryName) -> bool:
+        """Whether the repository exists (after a write's guess proved wrong); a repository
+        being deleted takes no writes."""
+        item = _get(RepositoryItem, *_repository_key(repo), consistent_read=True)
+        if item is not None and item.deleting:
+            raise NameUnknownError(
+                f"repository {repo} is being deleted", detail={"name": str(repo)}
+            )
+        return item is not None
+
+    def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]:
         condition = (
             Item.sk.startswith("REPO#")
             if after is None
             else Item.sk.between(f"REPO#{after}\x00", "REPO#\U0010ffff")
         )
-        items = Item.query(reg_pk(registry), condition, limit=limit)
+        items = Item.query(rid_pk(registry_id), condition, limit=limit)
         return [i.sk.removeprefix("REPO#") for i in items]
 
     def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
@@ -236,22 +267,34 @@ class DynamoMetadataStore:
 
     def delete_repository(self, repo: RepositoryName) -> bool:
         """Its manifests, tags, referrer entries and blob links, then the repository and
-        its count. Blobs stay in the registry until garbage collection."""
-        if not self.repository_exists(repo):
-            return False
+        its count. Blobs stay in the registry until garbage collection.
+
+        The repository is marked deleting first, and every push into it is conditional on
+        that mark's absence: a push racing the deletion either landed before the mark (and
+        is deleted with the rest) or is refused; it never leaves items in a repository that
+        no longer exists. A deletion interrupted after the mark is finished by the next one.
+        """
+        try:
+            RepositoryItem(*_repository_key(repo)).update(
+                actions=[RepositoryItem.deleting.set(True)], condition=Item.pk.exists()
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
         with Item.batch_write() as batch:
             for item in Item.query(repo_pk(repo), attributes_to_get=["pk", "sk"]):
                 batch.delete(item)
         try:
             with self._transaction() as tx:
                 tx.delete(
-                    Item(reg_pk(repo.registry), f"REPO#{repo.repository}"),
-                    condition=Item.pk.exists(),
+                    Item(*_repository_key(repo)),
+                    condition=RepositoryItem.deleting == True,  # noqa: E712
                 )
                 tx.update(
                     RegistryItem(reg_pk(repo.registry), META),
                     actions=[RegistryItem.repository_count.add(-1)],
-                    condition=RegistryItem.pk.exists(),
+                    condition=_registry_is(repo),
                 )
         except TransactWriteError as exc:
             if _is_transaction_conflict(exc):
@@ -265,8 +308,8 @@ class DynamoMetadataStore:
         item = _get(BlobLinkItem, repo_pk(repo), f"LINK#{digest}")
         return None if item is None else _blob_record(digest, item)
 
-    def get_registry_blob(self, registry: str, digest: str) -> BlobRecord | None:
-        item = _get(RegistryBlobItem, reg_pk(registry), f"BLOB#{digest}")
+    def get_registry_blob(self, registry_id: str, digest: str) -> BlobRecord | None:
+        item = _get(RegistryBlobItem, rid_pk(registry_id), f"BLOB#{digest}")
         return None if item is None else _blob_record(digest, item)
 
     def commit_blob(
@@ -278,6 +321,7 @@ class DynamoMetadataStore:
         upload_id: str | None = None,
         key: str | None = None,
         exists: bool = False,
+        upload_version: int = 0,
     ) -> bool:
         """One transaction: the registry's blob record + storage counter (first time only),
         the link, the repository + repository counter (first push only), and the end of
@@ -294,9 +338,9 @@ class DynamoMetadataStore:
         link_key = key
         for _ in range(RETRIES):
             labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
-            blob_key = (reg_pk(repo.registry), f"BLOB#{digest}")
-            repo_key = (reg_pk(repo.registry), f"REPO#{repo.repository}")
-            live = RegistryItem.pk.exists() & _registry_live()
+            blob_key = (rid_pk(repo.rid), f"BLOB#{digest}")
+            repo_key = _repository_key(repo)
+            live = _registry_is(repo)
             try:
                 with self._transaction() as tx:
                     if blob_exists:
@@ -312,7 +356,7 @@ class DynamoMetadataStore:
                         )
                         labels["put"].append("blob")
                     if repo_exists:
-                        tx.condition_check(Item, *repo_key, condition=Item.pk.exists())
+                        tx.condition_check(RepositoryItem, *repo_key, condition=_repository_open())
                         labels["check"].append("repo")
                     else:
                         tx.save(
@@ -347,7 +391,11 @@ class DynamoMetadataStore:
                     )
                     labels["put"].append("link")
                     if upload_id is not None:
-                        tx.delete(Item(f"UPLOAD#{upload_id}", META))
+                        # Only the state this request verified may end the session.
+                        tx.delete(
+                            Item(f"UPLOAD#{upload_id}", META),
+                            condition=UploadItem.version == upload_version,
+                        )
                         labels["delete"].append("upload")
             except TransactWriteError as exc:
                 failed = _failed_conditions(exc, labels)
@@ -355,12 +403,17 @@ class DynamoMetadataStore:
                     raise
                 if "registry" in failed:
                     self._require_live_registry(repo)
+                if "upload" in failed:
+                    raise BlobUploadUnknownError(
+                        "the upload was completed or changed by a concurrent request",
+                        detail={"upload": upload_id},
+                    ) from exc
                 if "blob" in failed:
-                    existing = self.get_registry_blob(repo.registry, digest)
+                    existing = self.get_registry_blob(repo.rid, digest)
                     blob_exists = existing is not None
                     link_key = existing.key if existing is not None else key
                 if "repo" in failed:
-                    repo_exists = not repo_exists
+                    repo_exists = self._repository_state(repo)
                 continue
             return not blob_exists
         raise ConcurrentWriteError("blob commit raced with other writers; retry")
@@ -388,7 +441,7 @@ class DynamoMetadataStore:
         self, repo: RepositoryName, blobs: Sequence[str], manifests: Sequence[str]
     ) -> FoundReferences:
         """One BatchGetItem: the repository, every referenced blob link and child manifest."""
-        repo_key = (reg_pk(repo.registry), f"REPO#{repo.repository}")
+        repo_key = _repository_key(repo)
         blob_keys = {(repo_pk(repo), f"LINK#{d}"): d for d in blobs}
         manifest_keys = {(repo_pk(repo), f"MANIFEST#{d}"): d for d in manifests}
         keys = [repo_key, *blob_keys, *manifest_keys]
@@ -411,18 +464,23 @@ class DynamoMetadataStore:
         create_repository: bool,
         now: datetime,
     ) -> None:
-        """Manifest, tag, referrer entry and (first push) repository in one transaction."""
+        """Manifest, tag, referrer entry and (first push) repository in one transaction,
+        conditional on the registry incarnation being live, the repository existing and not
+        being deleted (or being created now), and the manifest, if it exists, having been
+        pushed as the same media type (the first push decides how it is served)."""
         for attempt in range(RETRIES):
             if attempt:
-                create_repository = not self.repository_exists(repo)
+                create_repository = not self._repository_state(repo)
+            labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
             try:
                 with self._transaction() as tx:
                     tx.save(
                         ManifestItem(
                             repo_pk(repo),
                             f"MANIFEST#{record.digest}",
-                            gsi1pk=f"MANIFESTS#{repo.registry}",
+                            gsi1pk=f"MANIFESTS#{repo.rid}",
                             gsi1sk=f"{repo.repository}@{record.digest}",
+                            revision=record.revision,
                             media_type=record.media_type,
                             size=record.size,
                             body=record.body,
@@ -433,14 +491,17 @@ class DynamoMetadataStore:
                             subject=record.subject,
                             artifact_type=record.artifact_type,
                             created_at=record.created_at,
-                        )
+                        ),
+                        condition=ManifestItem.pk.does_not_exist()
+                        | (ManifestItem.media_type == record.media_type),
                     )
+                    labels["put"].append("manifest")
                     if tag is not None:
                         tx.save(
                             TagItem(
                                 repo_pk(repo),
                                 f"TAG#{tag}",
-                                gsi1pk=f"TAGS#{repo.registry}",
+                                gsi1pk=f"TAGS#{repo.rid}",
                                 gsi1sk=f"{repo.repository}:{tag}",
                                 digest=record.digest,
                                 updated_at=now,
@@ -450,6 +511,7 @@ class DynamoMetadataStore:
                                 blobs_size=record.blobs_size,
                             )
                         )
+                        labels["put"].append("tag")
                     if record.subject is not None:
                         tx.save(
                             ReferrerItem(
@@ -462,67 +524,95 @@ class DynamoMetadataStore:
                                 annotations=_bounded_annotations(record.annotations),
                             )
                         )
-                    if not create_repository:
-                        tx.condition_check(
-                            RegistryItem,
-                            reg_pk(repo.registry),
-                            META,
-                            condition=RegistryItem.pk.exists() & _registry_live(),
-                        )
+                        labels["put"].append("referrer")
                     if create_repository:
                         tx.save(
-                            RepositoryItem(
-                                reg_pk(repo.registry), f"REPO#{repo.repository}", created_at=now
-                            ),
+                            RepositoryItem(*_repository_key(repo), created_at=now),
                             condition=Item.pk.does_not_exist(),
                         )
+                        labels["put"].append("repo")
                         tx.update(
                             RegistryItem(reg_pk(repo.registry), META),
                             actions=[RegistryItem.repository_count.add(1)],
-                            condition=RegistryItem.pk.exists(),
+                            condition=_registry_is(repo),
                         )
+                        labels["update"].append("registry")
+                    else:
+                        tx.condition_check(
+                            RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                        )
+                        tx.condition_check(
+                            RepositoryItem, *_repository_key(repo), condition=_repository_open()
+                        )
+                        labels["check"] += ["registry", "repo"]
             except TransactWriteError as exc:
-                if _is_transaction_conflict(exc):
+                failed = _failed_conditions(exc, labels)
+                if failed is None:
+                    raise
+                if "registry" in failed:
                     self._require_live_registry(repo)
-                    continue
-                raise
+                if "manifest" in failed:
+                    existing = self.get_manifest(repo, record.digest)
+                    if existing is not None and existing.media_type != record.media_type:
+                        raise ManifestInvalidError(
+                            f"this manifest was pushed as {existing.media_type}; "
+                            f"it cannot also be {record.media_type}",
+                            detail={"digest": record.digest},
+                        ) from exc
+                continue  # the repository guess was wrong, or a conflict: try again
             return
         raise ConcurrentWriteError("manifest push raced with other writers; retry")
 
     def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
-        """The manifest, every tag pointing at it and its referrer entry, together."""
-        record = self.get_manifest(repo, digest)
-        if record is None:
-            return False
-        tags = [
-            t
-            for t in TagItem.query(repo_pk(repo), Item.sk.startswith("TAG#"))
-            if t.digest == digest
-        ]
-        # A transaction holds at most 100 items. Tags carry a copy of the manifest, so any
-        # beyond what fits go first: a failure then leaves the manifest with fewer tags,
-        # never a tag that still serves a deleted manifest.
-        first, rest = tags[:98], tags[98:]
-        for t in rest:
+        """The manifest, every tag pointing at it and its referrer entry, together.
+
+        The tags are read before the transaction, so it is conditional on the manifest's
+        revision as read: a push of the same manifest in between (a new revision, maybe a
+        new tag) cancels it and it starts over with the tags as they are then. No tag can
+        outlive the manifest it carries a copy of.
+        """
+        for _ in range(RETRIES):
+            record = self.get_manifest(repo, digest)
+            if record is None:
+                return False
+            tags = [
+                t
+                for t in TagItem.query(repo_pk(repo), Item.sk.startswith("TAG#"))
+                if t.digest == digest
+            ]
+            # A transaction holds at most 100 items. Tags carry a copy of the manifest, so
+            # any beyond what fits go first: a failure then leaves the manifest with fewer
+            # tags, never a tag that still serves a deleted manifest.
+            first, rest = tags[:98], tags[98:]
+            for t in rest:
+                try:
+                    t.delete(condition=TagItem.digest == digest)
+                except DeleteError as exc:
+                    if not _is_condition_failure(exc):
+                        raise
+            revision = (
+                ManifestItem.revision == record.revision
+                if record.revision is not None
+                else ManifestItem.revision.does_not_exist()
+            )
             try:
-                t.delete(condition=TagItem.digest == digest)
-            except DeleteError as exc:
-                if not _is_condition_failure(exc):
-                    raise
-        try:
-            with self._transaction() as tx:
-                tx.delete(
-                    ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"), condition=Item.pk.exists()
-                )
-                if record.subject:
-                    tx.delete(ReferrerItem(repo_pk(repo), f"REFERRER#{record.subject}#{digest}"))
-                for t in first:
-                    tx.delete(t, condition=TagItem.digest == digest)
-        except TransactWriteError as exc:
-            if _is_transaction_conflict(exc):
-                raise ConcurrentWriteError("manifest changed while deleting; retry") from exc
-            raise
-        return True
+                with self._transaction() as tx:
+                    tx.delete(
+                        ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"),
+                        condition=Item.pk.exists() & revision,
+                    )
+                    if record.subject:
+                        tx.delete(
+                            ReferrerItem(repo_pk(repo), f"REFERRER#{record.subject}#{digest}")
+                        )
+                    for t in first:
+                        tx.delete(t, condition=TagItem.digest == digest)
+            except TransactWriteError as exc:
+                if _is_transaction_conflict(exc):
+                    continue  # pushed or re-tagged meanwhile: read again
+                raise
+            return True
+        raise ConcurrentWriteError("the manifest kept changing while being deleted; retry")
 
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
         return _delete_existing(TagItem(repo_pk(repo), f"TAG#{tag}"))
@@ -566,27 +656,60 @@ class DynamoMetadataStore:
     # ------------------------------------------------------------ uploads
 
     def put_upload(self, session: UploadSession) -> None:
-        _upload_item(session).save(condition=Item.pk.does_not_exist())
+        """Create the session if its registry incarnation is live: none is started in a
+        registry being deleted, or one whose name was taken again."""
+        repo = _session_repo(session)
+        try:
+            with self._transaction() as tx:
+                tx.save(_upload_item(session), condition=Item.pk.does_not_exist())
+                tx.condition_check(
+                    RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                )
+        except TransactWriteError as exc:
+            if _is_transaction_conflict(exc):
+                self._require_live_registry(repo)
+            raise
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
         item = _get(UploadItem, f"UPLOAD#{upload_id}", META, consistent_read=True)
         return None if item is None else _upload_session(item)
 
     def update_upload(self, session: UploadSession) -> None:
+        """Save the session if nobody saved it since it was read and its registry
+        incarnation is still live (bytes never advance a session of a deleted registry)."""
         expected = session.version
         session.version = expected + 1
+        repo = _session_repo(session)
+        labels: dict[str, list[str]] = {
+            "check": ["registry"],
+            "delete": [],
+            "put": ["upload"],
+            "update": [],
+        }
         try:
-            _upload_item(session).save(condition=UploadItem.version == expected)
-        except PutError as exc:
+            with self._transaction() as tx:
+                tx.condition_check(
+                    RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                )
+                tx.save(_upload_item(session), condition=UploadItem.version == expected)
+        except TransactWriteError as exc:
             session.version = expected
-            if _is_condition_failure(exc):
+            failed = _failed_conditions(exc, labels)
+            if failed and "registry" in failed:
+                raise BlobUploadUnknownError(
+                    "the registry of this upload no longer exists", detail={"name": str(repo)}
+                ) from exc
+            if failed:
                 raise BlobUploadInvalidError(
                     "the upload was changed by a concurrent request"
                 ) from exc
             raise
 
-    def delete_upload(self, upload_id: str) -> None:
-        Item(f"UPLOAD#{upload_id}", META).delete()
+    def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
+        condition = Item.pk.exists()
+        if version is not None:
+            condition = condition & (UploadItem.version == version)
+        return _delete_existing(Item(f"UPLOAD#{upload_id}", META), condition)
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]:
         items = UploadItem.gsi1.query(
@@ -616,10 +739,10 @@ def _get(model: type[M], pk: str, sk: str, consistent_read: bool = False) -> M |
         return None
 
 
-def _delete_existing(item: Item) -> bool:
-    """Delete ``item``; False if there was nothing to delete."""
+def _delete_existing(item: Item, condition: Condition | None = None) -> bool:
+    """Delete ``item`` (if ``condition`` holds); False if there was nothing to delete."""
     try:
-        item.delete(condition=Item.pk.exists())
+        item.delete(condition=condition if condition is not None else Item.pk.exists())
     except DeleteError as exc:
         if _is_condition_failure(exc):
             return False
@@ -642,6 +765,20 @@ def _registry_live() -> Condition:
     return live
 
 
+def _repository_open() -> Condition:
+    """The repository exists and is not being deleted."""
+    condition: Condition = Item.pk.exists() & RepositoryItem.deleting.does_not_exist()
+    return condition
+
+
+def _registry_is(repo: RepositoryName) -> Condition:
+    """The name still names the incarnation ``repo`` was resolved to, and it is live."""
+    same: Condition = (
+        RegistryItem.pk.exists() & (RegistryItem.registry_id == repo.rid) & _registry_live()
+    )
+    return same
+
+
 def _blob_stored_at(key: str | None) -> Condition:
     stored: Condition = (
         RegistryBlobItem.key == key if key is not None else RegistryBlobItem.key.does_not_exist()
@@ -658,6 +795,7 @@ def _registry_record(item: RegistryItem) -> RegistryRecord:
     return RegistryRecord(
         name=item.pk.removeprefix("REG#"),
         account_id=item.account_id,
+        registry_id=item.registry_id,
         plan=item.plan,
         storage_bytes=int(item.storage_bytes),
         repository_count=int(item.repository_count),
@@ -710,7 +848,12 @@ def _manifest_record(item: ManifestItem) -> ManifestRecord:
         subject=item.subject,
         artifact_type=item.artifact_type,
         created_at=item.created_at,
+        revision=item.revision,
     )
+
+
+def _session_repo(session: UploadSession) -> RepositoryName:
+    return RepositoryName(session.registry, session.repository, session.registry_id)
 
 
 def _upload_item(s: UploadSession) -> UploadItem:
@@ -721,6 +864,7 @@ def _upload_item(s: UploadSession) -> UploadItem:
         gsi1pk="UPLOADS",
         gsi1sk=f"{expires}#{s.upload_id}",
         registry=s.registry,
+        registry_id=s.registry_id,
         repository=s.repository,
         data_key=s.data_key,
         multipart_id=s.multipart_id,
@@ -740,6 +884,7 @@ def _upload_session(item: UploadItem) -> UploadSession:
     return UploadSession(
         upload_id=item.pk.removeprefix("UPLOAD#"),
         registry=item.registry,
+        registry_id=item.registry_id,
         repository=item.repository,
         data_key=item.data_key,
         multipart_id=item.multipart_id,

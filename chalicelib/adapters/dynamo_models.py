@@ -1,23 +1,27 @@
 """PynamoDB models of Portside's single DynamoDB table.
 
 Key design (pk / sk), chosen so every query the registry, GC, quotas and metering need is
-a Query on one partition, never a Scan:
+a Query on one partition, never a Scan. A registry's name is only an alias (it can be
+deleted and taken again): the record under the name holds the immutable id of the
+incarnation it names, and everything in the registry is keyed by that id, so nothing
+issued for one incarnation can reach another's items. Every write into a registry is
+conditional on ``REG#<name>`` still naming that id, live.
 
-  REG#<registry>            #META                        registry record and counters
-  REG#<registry>            BLOB#<digest>                a blob the registry stores (size)
-  REG#<registry>            REPO#<repository>            a repository (created by first push)
-  REPO#<registry>/<repo>    LINK#<digest>                blob linked into a repository
-  REPO#<registry>/<repo>    MANIFEST#<digest>            manifest (body inline if small)
-  REPO#<registry>/<repo>    TAG#<tag>                    tag -> digest (lexical order = sk order)
-  REPO#<registry>/<repo>    REFERRER#<subject>#<digest>  referrer descriptor, by subject
+  REG#<name>                #META                        registry record, its id, counters
+  RID#<registry id>         BLOB#<digest>                a blob the registry stores (size, key)
+  RID#<registry id>         REPO#<repository>            a repository (created by first push)
+  REPO#<registry id>/<repo> LINK#<digest>                blob linked into a repository
+  REPO#<registry id>/<repo> MANIFEST#<digest>            manifest (body inline if small)
+  REPO#<registry id>/<repo> TAG#<tag>                    tag -> digest (lexical order = sk order)
+  REPO#<registry id>/<repo> REFERRER#<subject>#<digest>  referrer descriptor, by subject
   UPLOAD#<id>               #META                        upload session (TTL)
   TOKEN#<sha256 of secret>  #META                        API token
 
 GSI1 (gsi1pk / gsi1sk) gives the cross-partition views:
   ACCOUNT#<account>   REG#<registry>           registries of an account
   DELETING            <registry>               registries whose content is being purged
-  MANIFESTS#<reg>     <repo>@<digest>          all manifests of a registry (GC)
-  TAGS#<reg>          <repo>:<tag>             all tags of a registry (GC)
+  MANIFESTS#<reg id>  <repo>@<digest>          all manifests of a registry (GC)
+  TAGS#<reg id>       <repo>:<tag>             all tags of a registry (GC)
   UPLOADS             <expires_at>#<id>        upload sessions by expiry (cleanup)
   TOKENS#<account>    <token_id>               tokens of an account
 """
@@ -68,6 +72,7 @@ class Item(Model):
 
 
 class RegistryItem(Item):
+    registry_id = UnicodeAttribute()
     account_id = UnicodeAttribute()
     plan = UnicodeAttribute(default="professional")
     storage_bytes = NumberAttribute(default=0)
@@ -89,6 +94,9 @@ class RegistryBlobItem(Item):
 
 class RepositoryItem(Item):
     created_at = UTCDateTimeAttribute(null=True)
+    # Set while the repository's items are being deleted: pushes into it are refused, so
+    # nothing written during the deletion can outlive it unlisted.
+    deleting = BooleanAttribute(null=True)
 
 
 class BlobLinkItem(Item):
@@ -99,6 +107,9 @@ class BlobLinkItem(Item):
 
 
 class ManifestItem(Item):
+    # New on every push of the manifest: a delete is conditional on the revision it read,
+    # so a push in between (which may add a tag) makes it read the tags again.
+    revision = UnicodeAttribute(null=True)
     media_type = UnicodeAttribute()
     size = NumberAttribute()
     body = BinaryAttribute(null=True, legacy_encoding=False)
@@ -139,6 +150,7 @@ class ReferrerItem(Item):
 
 class UploadItem(Item):
     registry = UnicodeAttribute()
+    registry_id = UnicodeAttribute()
     repository = UnicodeAttribute()
     data_key = UnicodeAttribute()
     multipart_id = UnicodeAttribute(null=True)

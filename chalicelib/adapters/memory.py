@@ -10,7 +10,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from chalicelib.registry.errors import BlobUploadInvalidError
+from chalicelib.registry.errors import (
+    BlobUploadInvalidError,
+    BlobUploadUnknownError,
+    ManifestInvalidError,
+    NameUnknownError,
+)
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import (
     BlobRecord,
@@ -102,17 +107,37 @@ class _Refs:
     manifest_blob_sizes: dict[str, int] = field(default_factory=dict)
 
 
+RepoKey = tuple[str, str]  # (registry id, repository)
+
+
+def _key(repo: RepositoryName) -> RepoKey:
+    return repo.rid, repo.repository
+
+
+def _session_repo(session: UploadSession) -> RepositoryName:
+    return RepositoryName(session.registry, session.repository, session.registry_id)
+
+
 class MemoryMetadataStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.registries: dict[str, RegistryRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}
+        # Keyed by registry id, as the DynamoDB store keys its items (see dynamo_models).
         self.repositories: dict[str, set[str]] = {}
         self.registry_blobs: dict[str, dict[str, BlobRecord]] = {}
-        self.links: dict[RepositoryName, dict[str, BlobRecord]] = {}
-        self.manifests: dict[RepositoryName, dict[str, ManifestRecord]] = {}
-        self.tags: dict[RepositoryName, dict[str, TagRecord]] = {}
+        self.links: dict[RepoKey, dict[str, BlobRecord]] = {}
+        self.manifests: dict[RepoKey, dict[str, ManifestRecord]] = {}
+        self.tags: dict[RepoKey, dict[str, TagRecord]] = {}
         self.uploads: dict[str, UploadSession] = {}
+
+    def _live(self, repo: RepositoryName) -> RegistryRecord:
+        """The registry record if its name still names ``repo``'s live incarnation (the
+        condition every DynamoDB write into a registry carries)."""
+        record = self.registries.get(repo.registry)
+        if record is None or record.deleting or record.registry_id != repo.rid:
+            raise NameUnknownError(detail={"name": str(repo)})
+        return record
 
     def get_registry(self, name: str) -> RegistryRecord | None:
         record = self.registries.get(name)
@@ -141,12 +166,17 @@ class MemoryMetadataStore:
         return sorted(n for n, r in self.registries.items() if r.deleting)[:limit]
 
     def purge_registry(self, name: str, budget: int) -> bool:
-        for repo in [r for r in list(self.links) + list(self.manifests) if r.registry == name]:
-            self.links.pop(repo, None)
-            self.manifests.pop(repo, None)
-            self.tags.pop(repo, None)
-        self.repositories.pop(name, None)
-        self.registry_blobs.pop(name, None)
+        record = self.registries.get(name)
+        if record is None:
+            return True
+        if not record.deleting:
+            return False
+        rid = record.registry_id
+        for table in (self.links, self.manifests, self.tags):
+            for key in [k for k in table if k[0] == rid]:
+                del table[key]
+        self.repositories.pop(rid, None)
+        self.registry_blobs.pop(rid, None)
         self.registries.pop(name, None)
         return True
 
@@ -183,48 +213,50 @@ class MemoryMetadataStore:
             record.last_used_at = now
 
     def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
-        return len(self.tags.get(repo, {})), len(self.manifests.get(repo, {}))
+        return len(self.tags.get(_key(repo), {})), len(self.manifests.get(_key(repo), {}))
 
     def delete_repository(self, repo: RepositoryName) -> bool:
         with self._lock:
             if not self.repository_exists(repo):
                 return False
-            self.repositories[repo.registry].discard(repo.repository)
-            self.registries[repo.registry].repository_count -= 1
+            record = self._live(repo)
+            self.repositories[repo.rid].discard(repo.repository)
+            record.repository_count -= 1
             for table in (self.links, self.manifests, self.tags):
-                table.pop(repo, None)
+                table.pop(_key(repo), None)
             return True
 
     def get_manifests(
         self, repo: RepositoryName, digests: Sequence[str]
     ) -> dict[str, ManifestRecord]:
-        known = self.manifests.get(repo, {})
+        known = self.manifests.get(_key(repo), {})
         return {d: known[d] for d in digests if d in known}
 
     def list_manifests(
         self, repo: RepositoryName, after: str | None, limit: int
     ) -> list[ManifestRecord]:
-        found = sorted(self.manifests.get(repo, {}).values(), key=lambda m: m.digest)
+        found = sorted(self.manifests.get(_key(repo), {}).values(), key=lambda m: m.digest)
         return [m for m in found if after is None or m.digest > after][:limit]
 
     def repository_exists(self, repo: RepositoryName) -> bool:
-        return repo.repository in self.repositories.get(repo.registry, set())
+        return repo.repository in self.repositories.get(repo.rid, set())
 
-    def list_repositories(self, registry: str, after: str | None, limit: int) -> list[str]:
-        names = sorted(self.repositories.get(registry, set()))
+    def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]:
+        names = sorted(self.repositories.get(registry_id, set()))
         return [n for n in names if after is None or n > after][:limit]
 
     def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None:
-        return self.links.get(repo, {}).get(digest)
+        return self.links.get(_key(repo), {}).get(digest)
 
-    def get_registry_blob(self, registry: str, digest: str) -> BlobRecord | None:
-        return self.registry_blobs.get(registry, {}).get(digest)
+    def get_registry_blob(self, registry_id: str, digest: str) -> BlobRecord | None:
+        return self.registry_blobs.get(registry_id, {}).get(digest)
 
     def _create_repository(self, repo: RepositoryName, now: datetime) -> None:
-        repos = self.repositories.setdefault(repo.registry, set())
+        record = self._live(repo)
+        repos = self.repositories.setdefault(repo.rid, set())
         if repo.repository not in repos:
             repos.add(repo.repository)
-            self.registries[repo.registry].repository_count += 1
+            record.repository_count += 1
 
     def commit_blob(
         self,
@@ -235,34 +267,39 @@ class MemoryMetadataStore:
         upload_id: str | None = None,
         key: str | None = None,
         exists: bool = False,
+        upload_version: int = 0,
     ) -> bool:
         with self._lock:
+            record = self._live(repo)
             if upload_id is not None:
-                self.uploads.pop(upload_id, None)
-            blobs = self.registry_blobs.setdefault(repo.registry, {})
+                session = self.uploads.get(upload_id)
+                if session is None or session.version != upload_version:
+                    raise BlobUploadUnknownError("the upload was completed or changed")
+                del self.uploads[upload_id]
+            blobs = self.registry_blobs.setdefault(repo.rid, {})
             new = digest not in blobs
             if new:
                 blobs[digest] = BlobRecord(digest, size, now, key)
-                self.registries[repo.registry].storage_bytes += size
+                record.storage_bytes += size
             self._create_repository(repo, now)
             stored = blobs[digest].key
-            self.links.setdefault(repo, {})[digest] = BlobRecord(digest, size, now, stored)
+            self.links.setdefault(_key(repo), {})[digest] = BlobRecord(digest, size, now, stored)
             return new
 
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
-        return self.links.get(repo, {}).pop(digest, None) is not None
+        return self.links.get(_key(repo), {}).pop(digest, None) is not None
 
     def get_manifest(self, repo: RepositoryName, digest: str) -> ManifestRecord | None:
-        return self.manifests.get(repo, {}).get(digest)
+        return self.manifests.get(_key(repo), {}).get(digest)
 
     def get_tag(self, repo: RepositoryName, tag: str) -> TagRecord | None:
-        return self.tags.get(repo, {}).get(tag)
+        return self.tags.get(_key(repo), {}).get(tag)
 
     def check_references(
         self, repo: RepositoryName, blobs: Sequence[str], manifests: Sequence[str]
     ) -> _Refs:
-        links = self.links.get(repo, {})
-        known = self.manifests.get(repo, {})
+        links = self.links.get(_key(repo), {})
+        known = self.manifests.get(_key(repo), {})
         return _Refs(
             self.repository_exists(repo),
             sorted(d for d in blobs if d not in links),
@@ -279,33 +316,45 @@ class MemoryMetadataStore:
         now: datetime,
     ) -> None:
         with self._lock:
+            existing = self.manifests.get(_key(repo), {}).get(record.digest)
+            if existing is not None and existing.media_type != record.media_type:
+                raise ManifestInvalidError(
+                    f"this manifest was pushed as {existing.media_type}",
+                    detail={"digest": record.digest},
+                )
             self._create_repository(repo, now)
-            self.manifests.setdefault(repo, {})[record.digest] = record
+            self.manifests.setdefault(_key(repo), {})[record.digest] = record
             if tag is not None:
-                self.tags.setdefault(repo, {})[tag] = TagRecord(tag, record.digest, now, record)
+                self.tags.setdefault(_key(repo), {})[tag] = TagRecord(
+                    tag, record.digest, now, record
+                )
 
     def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
         with self._lock:
-            if self.manifests.get(repo, {}).pop(digest, None) is None:
+            if self.manifests.get(_key(repo), {}).pop(digest, None) is None:
                 return False
-            tags = self.tags.get(repo, {})
+            tags = self.tags.get(_key(repo), {})
             for name in [t for t, r in tags.items() if r.digest == digest]:
                 del tags[name]
             return True
 
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
-        return self.tags.get(repo, {}).pop(tag, None) is not None
+        return self.tags.get(_key(repo), {}).pop(tag, None) is not None
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
-        tags = sorted(self.tags.get(repo, {}).values(), key=lambda t: t.tag.encode())
+        tags = sorted(self.tags.get(_key(repo), {}).values(), key=lambda t: t.tag.encode())
         return [t for t in tags if after is None or t.tag.encode() > after.encode()][:limit]
 
     def list_referrers(self, repo: RepositoryName, subject: str) -> list[ManifestRecord]:
-        found = [m for m in self.manifests.get(repo, {}).values() if m.subject == subject]
+        found = [m for m in self.manifests.get(_key(repo), {}).values() if m.subject == subject]
         return sorted(found, key=lambda m: m.digest)
 
     def put_upload(self, session: UploadSession) -> None:
-        self.uploads[session.upload_id] = replace(session, parts=list(session.parts))
+        with self._lock:
+            self._live(_session_repo(session))
+            if session.upload_id in self.uploads:
+                raise ValueError(f"upload {session.upload_id} exists")
+            self.uploads[session.upload_id] = replace(session, parts=list(session.parts))
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
         session = self.uploads.get(upload_id)
@@ -313,14 +362,25 @@ class MemoryMetadataStore:
 
     def update_upload(self, session: UploadSession) -> None:
         with self._lock:
+            try:
+                self._live(_session_repo(session))
+            except NameUnknownError as exc:
+                raise BlobUploadUnknownError(
+                    "the registry of this upload no longer exists"
+                ) from exc
             current = self.uploads.get(session.upload_id)
             if current is None or current.version != session.version:
                 raise BlobUploadInvalidError("the upload was changed by a concurrent request")
             session.version += 1
             self.uploads[session.upload_id] = replace(session, parts=list(session.parts))
 
-    def delete_upload(self, upload_id: str) -> None:
-        self.uploads.pop(upload_id, None)
+    def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
+        with self._lock:
+            session = self.uploads.get(upload_id)
+            if session is None or (version is not None and session.version != version):
+                return False
+            del self.uploads[upload_id]
+            return True
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]:
         expired = [s for s in self.uploads.values() if s.expires_at and s.expires_at <= now]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import untrusted_json
 from .auth import SCOPES, Action, Authenticator, Principal, hash_token, new_token_secret, utcnow
 from .digests import Digest
 from .errors import (
@@ -41,6 +42,9 @@ from .service import RegistryService
 RESERVED_REGISTRY_NAMES = frozenset({"options", "validate-name"})
 MAX_EXPIRY_SECONDS = 365 * 24 * 3600
 MAX_PAGE = 200
+# A token wraps one sort key (a tag, digest, repository name or token id: at most a few
+# hundred characters), so a longer one is not ours.
+MAX_PAGE_TOKEN = 2048
 EPOCH = datetime.fromtimestamp(0, UTC)  # stored times are timezone-aware
 
 
@@ -62,8 +66,15 @@ class Page:
             size = int(per_page)
         after = None
         if page_token:
+            # Tokens are ours ({"after": <key>}, base64url) but come back from the client:
+            # anything else, including JSON nested deep enough to exhaust the decoder's
+            # stack, is a bad request.
+            if len(page_token) > MAX_PAGE_TOKEN:
+                raise BadRequestError("invalid page_token: too long")
             try:
-                decoded = json.loads(base64.urlsafe_b64decode(page_token.encode() + b"=="))
+                decoded = untrusted_json.loads(
+                    base64.urlsafe_b64decode(page_token.encode("ascii") + b"==")
+                )
                 after = decoded["after"]
                 if not isinstance(after, str):
                     raise TypeError
@@ -217,9 +228,14 @@ class ManagementService:
         ``budget`` deletions; a registry's record (its name) goes last."""
         finished = 0
         for name in self.store.list_deleting_registries(limit=10):
-            if not self.blobs.delete_prefix(f"registries/{name}/", budget):
+            record = self.store.get_registry(name)
+            if record is None:
+                continue
+            # Objects are keyed by the registry's id: this removes exactly this incarnation.
+            rid = record.registry_id
+            if not self.blobs.delete_prefix(f"registries/{rid}/", budget):
                 break
-            if not self.blobs.delete_prefix(f"uploads/{name}/", budget):
+            if not self.blobs.delete_prefix(f"uploads/{rid}/", budget):
                 break
             if not self.store.purge_registry(name, budget):
                 break
@@ -267,9 +283,9 @@ class ManagementService:
     # ------------------------------------------------------------------ content
 
     def _repo(self, principal: Principal, registry: str, repository: str) -> RepositoryName:
-        self._visible_registry(principal, registry)
+        record = self._visible_registry(principal, registry)
         try:
-            repo = RepositoryName.parse(f"{registry}/{repository}")
+            repo = RepositoryName.parse(f"{registry}/{repository}").bound(record.registry_id)
         except RegistryError as exc:
             raise NotFoundError(f"repository {repository!r} not found") from exc
         if not self.store.repository_exists(repo):
@@ -277,11 +293,11 @@ class ManagementService:
         return repo
 
     def list_repositories(self, principal: Principal, registry: str, page: Page) -> Listing:
-        self._visible_registry(principal, registry)
-        names = self.store.list_repositories(registry, page.after, page.size + 1)
+        record = self._visible_registry(principal, registry)
+        names = self.store.list_repositories(record.registry_id, page.after, page.size + 1)
         items = []
         for name in names[: page.size]:
-            repo = RepositoryName(registry, name)
+            repo = RepositoryName(registry, name, record.registry_id)
             tag_count, manifest_count = self.store.count_repository(repo)
             items.append(
                 {

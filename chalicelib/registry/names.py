@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import NameInvalidError, TagInvalidError
 
@@ -30,10 +30,19 @@ def is_tag(reference: str) -> bool:
 
 @dataclass(frozen=True, order=True)
 class RepositoryName:
-    """``<registry>/<repository>``: the first path segment names the tenant registry."""
+    """``<registry>/<repository>``: the first path segment names the tenant registry.
+
+    A registry name is only an alias: once a registry is deleted its name can be taken
+    again, by anyone. What a repository's items and objects belong to is the registry's
+    immutable id, which ``registry_id`` carries once authorization resolved the name (from
+    the registry record, or from the id a JWT or an upload capability was issued for). The
+    stores key everything by it and refuse an unbound name, so nothing issued for one
+    incarnation of a registry can reach another.
+    """
 
     registry: str
     repository: str
+    registry_id: str = field(default="", repr=False)
 
     @classmethod
     def parse(cls, name: str) -> RepositoryName:
@@ -49,7 +58,24 @@ class RepositoryName:
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}"
 
+    def bound(self, registry_id: str) -> RepositoryName:
+        """The same name, resolved to the registry incarnation ``registry_id``."""
+        return RepositoryName(self.registry, self.repository, registry_id)
+
+    @property
+    def rid(self) -> str:
+        """The registry id; an unbound name here is a bug, never a fallback to the name."""
+        if not self.registry_id:
+            raise ValueError(f"repository {self} is not bound to a registry id")
+        return self.registry_id
+
+
+# Every number a request carries (a page size, a byte offset or length) fits in 18 digits
+# (10**18 bytes is an exabyte); ``int`` refuses more than 4300 digits with a ValueError.
+MAX_DECIMAL_DIGITS = 18
+
 
 def is_decimal(text: str) -> bool:
-    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` then refuses."""
-    return text.isascii() and text.isdigit()
+    """A non-negative decimal ``int`` accepts and a request may sensibly carry: ASCII digits
+    only (``str.isdigit`` also accepts "²", which ``int`` refuses), at most 18 of them."""
+    return len(text) <= MAX_DECIMAL_DIGITS and text.isascii() and text.isdigit()

@@ -48,6 +48,12 @@ class References(Protocol):
 
 
 class MetadataStore(Protocol):
+    """Registries are found by name (``get_registry``); everything in a registry is keyed
+    by the registry's id (``RepositoryName.registry_id``, a ``registry_id`` argument), and
+    every write into a registry is conditional on the name still naming that live
+    incarnation: a write for a deleted, deleting or re-created registry raises
+    ``NameUnknownError`` and changes nothing."""
+
     # tenants and credentials
     def get_registry(self, name: str) -> RegistryRecord | None: ...
     def put_registry(self, record: RegistryRecord) -> None: ...
@@ -73,7 +79,7 @@ class MetadataStore(Protocol):
 
     # repositories
     def repository_exists(self, repo: RepositoryName) -> bool: ...
-    def list_repositories(self, registry: str, after: str | None, limit: int) -> list[str]: ...
+    def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]: ...
     def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
         """(tag count, manifest count)"""
         ...
@@ -82,7 +88,7 @@ class MetadataStore(Protocol):
 
     # blobs
     def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None: ...
-    def get_registry_blob(self, registry: str, digest: str) -> BlobRecord | None: ...
+    def get_registry_blob(self, registry_id: str, digest: str) -> BlobRecord | None: ...
     def commit_blob(
         self,
         repo: RepositoryName,
@@ -92,10 +98,13 @@ class MetadataStore(Protocol):
         upload_id: str | None = None,
         key: str | None = None,
         exists: bool = False,
+        upload_version: int = 0,
     ) -> bool:
         """Record the blob in its registry (once; adds its size to storage) and link it to
         ``repo``, creating the repository on first push, and end the upload session
-        ``upload_id``, all at once. Returns True if the registry did not hold the blob.
+        ``upload_id``, all at once, if that session is still at ``upload_version``
+        (``BlobUploadUnknownError`` otherwise: a concurrent request completed, cancelled or
+        changed it). Returns True if the registry did not hold the blob.
 
         ``key`` is where the bytes are; a new blob record keeps it. If the registry already
         held the blob, the link names the key of the existing record instead (so every link
@@ -137,5 +146,9 @@ class MetadataStore(Protocol):
         """Save ``session`` if nobody saved it since it was read (version check)."""
         ...
 
-    def delete_upload(self, upload_id: str) -> None: ...
+    def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
+        """Delete the session (only if still at ``version``, when given); False if it was
+        not there (or had moved on)."""
+        ...
+
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]: ...

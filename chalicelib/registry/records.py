@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .names import RepositoryName
+
+
+def new_registry_id() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass
 class RegistryRecord:
     name: str
     account_id: str
+    # Immutable identity of this incarnation of the name (see names.RepositoryName): every
+    # record constructed gets a fresh one, so a re-created registry never shares it.
+    registry_id: str = field(default_factory=new_registry_id)
     plan: str = "professional"
     storage_bytes: int = 0
     repository_count: int = 0
@@ -62,6 +74,8 @@ class ManifestRecord:
     references_in_body: bool = False
     # Bytes of the blobs it references as stored (for an index: its children's, summed).
     blobs_size: int = 0
+    # Changes on every push of the manifest (see MetadataStore.delete_manifest).
+    revision: str | None = None
 
 
 @dataclass
@@ -95,6 +109,7 @@ class UploadSession:
     registry: str
     repository: str
     data_key: str
+    registry_id: str = ""
     multipart_id: str | None = None
     parts: list[UploadPart] = field(default_factory=list)
     offset: int = 0
@@ -108,3 +123,7 @@ class UploadSession:
     @property
     def repo_path(self) -> str:
         return f"{self.registry}/{self.repository}"
+
+    def belongs_to(self, repo: RepositoryName) -> bool:
+        """Issued for this repository of this incarnation of the registry."""
+        return self.repo_path == str(repo) and self.registry_id == repo.registry_id

@@ -10,11 +10,17 @@ Consistency rules this module keeps:
   itself: a refused upload leaves nothing, and an upload of a blob the registry already
   held deletes its own copy once the commit found the existing one. Committed bytes are
   deleted only by garbage collection.
-- Upload sessions advance with a version check, so two concurrent writers cannot both move
-  the same session forward. Clients send a session's chunks one after another (the spec
-  requires it); if two race anyway, the loser's part may replace the winner's part of the
-  same number in S3, which then fails the multipart ETag check or the digest check on
-  completion: the upload fails, it never commits wrong bytes.
+- Upload sessions advance with a version check, so two concurrent requests cannot both
+  move the same session forward, and the one that loses leaves the winner's state intact:
+  * bytes a request writes outside the session's multipart upload go to keys of its own;
+  * a request that would add parts to an existing multipart upload (or complete it) first
+    claims the session (a conditional version bump) and writes no part before it holds
+    the claim, so a loser never overwrites a part the winner's state names;
+  * a completion ends the session in the commit transaction, conditional on the version
+    it read or claimed, and a cancel deletes the session conditionally before it frees
+    anything: of a completion and a cancel, or of two completions, exactly one succeeds,
+    and the other answers BLOB_UPLOAD_UNKNOWN or BLOB_UPLOAD_INVALID having committed
+    nothing and removed what it wrote.
 """
 
 from __future__ import annotations
@@ -34,17 +40,29 @@ from .errors import (
     BlobUploadUnknownError,
     DigestInvalidError,
     ManifestBlobUnknownError,
+    ManifestInvalidError,
     ManifestUnknownError,
     NameUnknownError,
     RangeInvalidError,
+    RegistryError,
     SizeInvalidError,
 )
 from .manifests import Descriptor, ParsedManifest, parse_manifest
 from .names import RepositoryName, is_decimal, validate_tag
 from .ports import BlobStore, MetadataStore
-from .records import BlobRecord, ManifestRecord, TagRecord, UploadPart, UploadSession
+from .records import (
+    BlobRecord,
+    ManifestRecord,
+    RegistryRecord,
+    TagRecord,
+    UploadPart,
+    UploadSession,
+)
 
 READ_SIZE = 1024 * 1024
+# Keys, attribute names, numbers, dates and the repository's name in a manifest item.
+ITEM_OVERHEAD = 4096
+MAX_MEDIA_TYPE = 255
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 
 
@@ -62,32 +80,41 @@ class ServiceSettings:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE}")
 
 
-def blob_key(registry: str, digest: Digest) -> str:
+# The S3 layout. Everything of a registry lives under its immutable id, never its name
+# (a name can be deleted and taken again; see names.RepositoryName):
+#   registries/<registry id>/blobs/uploads/<upload id>/...   blob bytes, where uploads wrote
+#                                                            them (committed blobs stay here)
+#   registries/<registry id>/blobs/<algorithm>/<hex>         content-addressed blobs (older)
+#   registries/<registry id>/manifests/<algorithm>/<hex>     manifests too large for DynamoDB
+#   uploads/<registry id>/<upload id>/tail-...               scratch, expired by a lifecycle rule
+
+
+def blob_key(registry_id: str, digest: Digest) -> str:
     """Where blobs committed before uploads kept their bytes in place lived; a record
     without a ``key`` still means this address."""
-    return f"registries/{registry}/blobs/{digest.algorithm}/{digest.hex}"
+    return f"registries/{registry_id}/blobs/{digest.algorithm}/{digest.hex}"
 
 
-def upload_data_prefix(registry: str, upload_id: str) -> str:
+def upload_data_prefix(registry_id: str, upload_id: str) -> str:
     # Bytes that become the blob are written here and stay here once committed: under
     # registries/ (never the expiring scratch prefix), and unique to the upload, so that
     # nothing another upload or request wrote can be overwritten or deleted by this one.
-    return f"registries/{registry}/blobs/uploads/{upload_id}/"
+    return f"registries/{registry_id}/blobs/uploads/{upload_id}/"
 
 
-def stored_key(registry: str, record: BlobRecord) -> str:
+def stored_key(registry_id: str, record: BlobRecord) -> str:
     """The S3 key of a blob's bytes."""
-    return record.key or blob_key(registry, Digest.parse(record.digest))
+    return record.key or blob_key(registry_id, Digest.parse(record.digest))
 
 
-def manifest_key(registry: str, digest: Digest) -> str:
-    return f"registries/{registry}/manifests/{digest.algorithm}/{digest.hex}"
+def manifest_key(registry_id: str, digest: Digest) -> str:
+    return f"registries/{registry_id}/manifests/{digest.algorithm}/{digest.hex}"
 
 
-def upload_prefix(registry: str, upload_id: str) -> str:
+def upload_prefix(registry_id: str, upload_id: str) -> str:
     # Scratch lives outside registries/ under one top-level prefix, so that an S3 lifecycle
     # rule (prefix filters only) can expire whatever an interrupted upload leaves behind.
-    return f"uploads/{registry}/{upload_id}/"
+    return f"uploads/{registry_id}/{upload_id}/"
 
 
 def _is_scratch(key: str | None) -> bool:
@@ -125,7 +152,7 @@ class RegistryService:
     def blob_download_url(self, repo: RepositoryName, digest: str) -> tuple[BlobRecord, str]:
         record = self.stat_blob(repo, digest)
         url = self.blobs.presign_get(
-            stored_key(repo.registry, record), int(self.settings.presign_ttl.total_seconds())
+            stored_key(repo.rid, record), int(self.settings.presign_ttl.total_seconds())
         )
         return record, url
 
@@ -142,8 +169,9 @@ class RegistryService:
         return UploadSession(
             upload_id=upload_id,
             registry=repo.registry,
+            registry_id=repo.rid,
             repository=repo.repository,
-            data_key=upload_data_prefix(repo.registry, upload_id) + "data",
+            data_key=upload_data_prefix(repo.rid, upload_id) + "data",
             created_at=now,
             expires_at=now + self.settings.upload_ttl,
         )
@@ -157,7 +185,7 @@ class RegistryService:
         session = self.store.get_upload(upload_id)
         if (
             session is None
-            or session.repo_path != str(repo)
+            or not session.belongs_to(repo)
             or (session.expires_at is not None and session.expires_at <= self._clock())
         ):
             raise BlobUploadUnknownError(detail={"upload": upload_id})
@@ -181,6 +209,17 @@ class RegistryService:
             if content_length is not None and end - start + 1 != content_length:
                 raise RangeInvalidError("Content-Range does not match Content-Length")
         advanced = self._receive(session, body, content_length)
+        if content_range is not None:
+            start, end = content_range
+            if advanced.offset - session.offset != end - start + 1:
+                # Without Content-Length (a chunked body) only the bytes themselves can be
+                # compared with the range the client announced.
+                self._undo_receive(session, advanced)
+                raise RangeInvalidError(
+                    f"Content-Range announced {end - start + 1} bytes but "
+                    f"{advanced.offset - session.offset} arrived",
+                    headers=range_header(session.offset),
+                )
         advanced.expires_at = self._clock() + self.settings.upload_ttl
         try:
             self.store.update_upload(advanced)
@@ -205,14 +244,23 @@ class RegistryService:
         expected = Digest.parse(digest)
         saved = session
         if body is not None and content_length != 0:
-            session = self._receive(session, body, content_length)
+            session = self._receive(session, body, content_length, claim=persisted)
+        if persisted and session.multipart_id is not None and session.version == saved.version:
+            # Completing touches the multipart upload (the tail becomes its last part):
+            # hold the session first, so that a concurrent completion or append cannot.
+            try:
+                session = self._claim(session)
+            except RegistryError:
+                self._undo_receive(saved, session)
+                raise
         try:
             key = self._store_verified(repo, session, expected)
         except DigestInvalidError:
             self._discard(session, persisted)
             self._delete_owned(saved, saved.tail_key, keep=session.tail_key)
             raise
-        # The commit also ends a saved session: blob visible and session gone, together.
+        # The commit also ends a saved session, if nobody changed it since this request
+        # read or claimed it: blob visible and session gone, together, or neither.
         try:
             created = self.store.commit_blob(
                 repo,
@@ -220,12 +268,14 @@ class RegistryService:
                 session.offset,
                 self._clock(),
                 upload_id=session.upload_id if persisted else None,
+                upload_version=session.version,
                 key=key,
             )
-        except NameUnknownError:
-            # The registry went away (deleted) before the commit: nothing names the bytes.
-            # Only this definite refusal frees them; after an error that leaves the outcome
-            # unknown, the bytes stay for garbage collection to judge.
+        except (NameUnknownError, BlobUploadUnknownError):
+            # The registry went away, or a concurrent request completed or cancelled the
+            # session: nothing names these bytes. Only such a definite refusal frees them;
+            # after an error that leaves the outcome unknown, the bytes stay for garbage
+            # collection to judge.
             self._delete_owned(session, key)
             self._delete_owned(session, session.tail_key, keep=key)
             raise
@@ -247,7 +297,21 @@ class RegistryService:
         return self.complete_upload(repo, session, digest, body, content_length, persisted=False)
 
     def cancel_upload(self, session: UploadSession) -> None:
-        self._discard(session, persisted=True)
+        """DELETE: end the session if nobody changed it since it was read, then free what
+        it holds. A cancel that loses to a completion or an append changes nothing."""
+        if not self.store.delete_upload(session.upload_id, version=session.version):
+            raise BlobUploadUnknownError(
+                "the upload was completed or changed by a concurrent request",
+                detail={"upload": session.upload_id},
+            )
+        self._discard(session, persisted=False)
+
+    def _claim(self, session: UploadSession) -> UploadSession:
+        """Take the session for this request (a version bump) before touching its multipart
+        upload; raises BlobUploadInvalidError if another request took or changed it."""
+        claimed = replace(session, parts=list(session.parts))
+        self.store.update_upload(claimed)
+        return claimed
 
     def mount_blob(
         self, repo: RepositoryName, digest: str, source: RepositoryName | None
@@ -260,11 +324,11 @@ class RegistryService:
         """
         parsed = str(Digest.parse(digest))
         if source is not None:
-            if source.registry != repo.registry:
+            if source.rid != repo.rid:
                 return None
             record = self.store.get_blob_link(source, parsed)
         else:
-            record = self.store.get_registry_blob(repo.registry, parsed)
+            record = self.store.get_registry_blob(repo.rid, parsed)
         if record is None:
             return None
         self.store.commit_blob(
@@ -273,7 +337,11 @@ class RegistryService:
         return record
 
     def _receive(
-        self, session: UploadSession, body: BinaryIO, content_length: int | None
+        self,
+        session: UploadSession,
+        body: BinaryIO,
+        content_length: int | None,
+        claim: bool = True,
     ) -> UploadSession:
         """Stream ``body`` into S3 parts with memory bounded by one part.
 
@@ -299,6 +367,7 @@ class RegistryService:
         hasher = hashlib.sha256() if session.offset == 0 else None
         parts = list(session.parts)
         multipart_id = session.multipart_id
+        version = session.version
         received = 0
         try:
             while True:
@@ -314,6 +383,10 @@ class RegistryService:
                 while len(buffer) >= part_size:
                     if multipart_id is None:
                         multipart_id = self.blobs.create_multipart(session.data_key)
+                    elif claim and version == session.version:
+                        # Parts of an existing multipart upload are shared with any other
+                        # request on the session: write none before holding the session.
+                        version = self._claim(session).version
                     number = len(parts) + 1
                     etag = self.blobs.upload_part(
                         session.data_key, multipart_id, number, bytes(buffer[:part_size])
@@ -337,10 +410,10 @@ class RegistryService:
                 # The whole blob arrived in this request and is smaller than a part: store it
                 # where it will stay if its digest is confirmed (a key of this request's
                 # own, so a concurrent request on the session cannot overwrite it).
-                prefix = upload_data_prefix(session.registry, session.upload_id)
+                prefix = upload_data_prefix(session.registry_id, session.upload_id)
                 tail_key = f"{prefix}{uuid.uuid4().hex}"
             else:
-                prefix = upload_prefix(session.registry, session.upload_id)
+                prefix = upload_prefix(session.registry_id, session.upload_id)
                 tail_key = f"{prefix}tail-{offset}-{uuid.uuid4().hex}"
             self.blobs.put_object(tail_key, bytes(buffer))
         return replace(
@@ -351,6 +424,7 @@ class RegistryService:
             tail_key=tail_key,
             tail_size=len(buffer),
             sha256=sha256,
+            version=version,
         )
 
     def _store_verified(
@@ -377,8 +451,10 @@ class RegistryService:
                 raise DigestInvalidError(
                     f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
                 )
-            self.blobs.put_object(session.data_key, data)
-            return session.data_key
+            # A key of this request's own: a concurrent completion writes elsewhere.
+            key = upload_data_prefix(session.registry_id, session.upload_id) + uuid.uuid4().hex
+            self.blobs.put_object(key, data)
+            return key
         parts = [(p.number, p.etag) for p in session.parts]
         if session.tail_size and session.tail_key:
             number = len(parts) + 1
@@ -389,7 +465,16 @@ class RegistryService:
                 self.blobs.get_object(session.tail_key),
             )
             parts.append((number, etag))
-        self.blobs.complete_multipart(session.data_key, session.multipart_id, parts)
+        try:
+            self.blobs.complete_multipart(session.data_key, session.multipart_id, parts)
+        except KeyError:
+            raise BlobUploadUnknownError(
+                "the upload was completed or cancelled by a concurrent request"
+            ) from None
+        except ValueError as exc:
+            # Parts that do not match what the session recorded: the session is damaged
+            # (it can only happen if S3 lost a part); the client must start again.
+            raise BlobUploadInvalidError(f"the upload's parts are inconsistent: {exc}") from exc
         actual = session.sha256
         if actual is None:
             hasher = hashlib.sha256()
@@ -406,7 +491,7 @@ class RegistryService:
     @staticmethod
     def _is_data_key(session: UploadSession, key: str | None) -> bool:
         return key is not None and key.startswith(
-            upload_data_prefix(session.registry, session.upload_id)
+            upload_data_prefix(session.registry_id, session.upload_id)
         )
 
     def _discard(self, session: UploadSession, persisted: bool) -> None:
@@ -465,7 +550,7 @@ class RegistryService:
     def manifest_body(self, repo: RepositoryName, record: ManifestRecord) -> bytes:
         if record.body is not None:
             return record.body
-        return self.blobs.get_object(manifest_key(repo.registry, Digest.parse(record.digest)))
+        return self.blobs.get_object(manifest_key(repo.rid, Digest.parse(record.digest)))
 
     def put_manifest(
         self, repo: RepositoryName, reference: str, body: bytes, content_type: str | None
@@ -488,17 +573,44 @@ class RegistryService:
             raise ManifestBlobUnknownError(
                 detail={"blobs": refs.missing_blobs, "manifests": refs.missing_manifests}
             )
-        # A DynamoDB item holds at most 400 KB: the digest lists go in the item unless they
-        # alone would crowd it (then readers such as GC parse the body instead), and the
-        # body goes in only if the whole item stays under the limit.
+        # A DynamoDB item holds at most 400 KB, counting every attribute written. Media types
+        # are short by RFC 6838 (127 characters for each of type and subtype); one longer
+        # than that is refused rather than stored beside the body (and in the referrer
+        # entry, where it could not be left out).
+        for what, value in (
+            ("mediaType", parsed.media_type),
+            ("artifactType", parsed.artifact_type),
+        ):
+            if value is not None and len(value.encode()) > MAX_MEDIA_TYPE:
+                raise ManifestInvalidError(
+                    f"{what} is longer than a media type may be ({MAX_MEDIA_TYPE} bytes)",
+                    detail={"limit": MAX_MEDIA_TYPE},
+                )
+        # The digest lists go in the item unless they alone would crowd it (then readers
+        # such as GC parse the body instead), and the body goes in only if the whole item
+        # (and the tag item, which carries a copy) stays under the limit.
         limit = self.settings.manifest_inline_limit
         references = parsed.required_blob_digests + parsed.child_manifest_digests
         references_size = sum(len(d) + 8 for d in references)
         references_inline = references_size <= limit // 2
-        item_size = len(body) + (references_size if references_inline else 0) + 2048
+        attributes_size = sum(
+            len(v.encode())
+            for v in (
+                parsed.media_type,
+                parsed.artifact_type,
+                parsed.subject and parsed.subject.digest,
+            )
+            if v
+        )
+        item_size = (
+            len(body)
+            + (references_size if references_inline else 0)
+            + attributes_size
+            + ITEM_OVERHEAD
+        )
         inline = item_size <= limit
         if not inline:
-            self.blobs.put_object(manifest_key(repo.registry, Digest.parse(parsed.digest)), body)
+            self.blobs.put_object(manifest_key(repo.rid, Digest.parse(parsed.digest)), body)
         record = ManifestRecord(
             digest=parsed.digest,
             media_type=parsed.media_type,
@@ -513,6 +625,7 @@ class RegistryService:
             artifact_type=parsed.artifact_type,
             annotations=parsed.annotations,
             created_at=self._clock(),
+            revision=uuid.uuid4().hex,
         )
         self.store.put_manifest(
             repo, record, tag, create_repository=not refs.repository_exists, now=self._clock()
@@ -556,22 +669,25 @@ class RegistryService:
             )
         return found
 
-    def catalog(self, registries: list[str], n: int | None, last: str | None) -> Page:
+    def catalog(self, registries: list[RegistryRecord], n: int | None, last: str | None) -> Page:
         """Repositories of ``registries`` in lexical order of their full names."""
         limit = self.settings.default_page_size if n is None else min(n, 10000)
         if limit <= 0:
             return Page([], False)
         names: list[str] = []
         # Sorting by "<registry>/" keeps full names in lexical order: "a-b/x" < "a/x".
-        for registry in sorted(registries, key=lambda r: r + "/"):
-            prefix = registry + "/"
+        for registry in sorted(registries, key=lambda r: r.name + "/"):
+            prefix = registry.name + "/"
             after: str | None = None
             if last is not None:
                 if last.startswith(prefix):
                     after = last[len(prefix) :]
                 elif not (prefix.startswith(last) or prefix > last):
                     continue  # every name in this registry sorts before ``last``
-            for repo in self.store.list_repositories(registry, after, limit + 1 - len(names)):
+            found = self.store.list_repositories(
+                registry.registry_id, after, limit + 1 - len(names)
+            )
+            for repo in found:
                 names.append(prefix + repo)
             if len(names) > limit:
                 break

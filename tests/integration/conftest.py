@@ -95,5 +95,12 @@ def registry(store: DynamoMetadataStore) -> str:
 
 
 @pytest.fixture
-def repo(registry: str) -> RepositoryName:
-    return RepositoryName(registry, "team/app")
+def registry_id(store: DynamoMetadataStore, registry: str) -> str:
+    record = store.get_registry(registry)
+    assert record is not None
+    return record.registry_id
+
+
+@pytest.fixture
+def repo(registry: str, registry_id: str) -> RepositoryName:
+    return RepositoryName(registry, "team/app", registry_id)

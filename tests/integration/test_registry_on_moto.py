@@ -82,8 +82,8 @@ def test_chunked_12_mib_upload_is_byte_identical_through_a_presigned_get(
     assert partial.status_code == 206
     assert partial.content == data[5242870:5242890]
 
-    assert open_multiparts(aws, upload_data_prefix(repo.registry, session.upload_id)) == []
-    assert keys_under(aws, upload_prefix(repo.registry, session.upload_id)) == []
+    assert open_multiparts(aws, upload_data_prefix(repo.rid, session.upload_id)) == []
+    assert keys_under(aws, upload_prefix(repo.rid, session.upload_id)) == []
     assert store.get_upload(session.upload_id) is None
     registry = store.get_registry(repo.registry)
     assert registry is not None
@@ -98,7 +98,7 @@ def test_presigned_url_is_sigv4_with_the_presign_ttl(
     parts = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert f"{parts.scheme}://{parts.netloc}" == aws.endpoint
-    stored = store.get_registry_blob(repo.registry, digest)
+    stored = store.get_registry_blob(repo.rid, digest)
     assert stored is not None and stored.key is not None
     assert parts.path == f"/{BUCKET}/{stored.key}"
     assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
@@ -118,18 +118,18 @@ def test_digest_mismatch_leaves_no_object_and_no_link(
     with pytest.raises(DigestInvalidError):
         service.complete_upload(repo, session, claimed, None, 0)
 
-    claimed_key = blob_key(repo.registry, Digest.parse(claimed))
+    claimed_key = blob_key(repo.rid, Digest.parse(claimed))
     assert keys_under(aws, claimed_key) == []
-    assert keys_under(aws, f"registries/{repo.registry}/blobs/") == []
-    assert keys_under(aws, upload_prefix(repo.registry, session.upload_id)) == []
-    assert open_multiparts(aws, f"registries/{repo.registry}/") == []
+    assert keys_under(aws, f"registries/{repo.rid}/blobs/") == []
+    assert keys_under(aws, upload_prefix(repo.rid, session.upload_id)) == []
+    assert open_multiparts(aws, f"registries/{repo.rid}/") == []
     assert store.get_blob_link(repo, claimed) is None
-    assert store.get_registry_blob(repo.registry, claimed) is None
+    assert store.get_registry_blob(repo.rid, claimed) is None
     assert store.get_upload(session.upload_id) is None
 
 
 def test_concurrent_commits_of_one_blob_count_storage_once_and_every_repository(
-    store: DynamoMetadataStore, registry: str
+    store: DynamoMetadataStore, registry: str, registry_id: str
 ) -> None:
     digest, size, writers = sha256(b"shared"), 123_456, 8
     barrier = threading.Barrier(writers)
@@ -138,7 +138,7 @@ def test_concurrent_commits_of_one_blob_count_storage_once_and_every_repository(
     lock = threading.Lock()
 
     def commit(i: int) -> None:
-        repo = RepositoryName(registry, f"repo-{i}")
+        repo = RepositoryName(registry, f"repo-{i}", registry_id)
         barrier.wait()
         try:
             new = store.commit_blob(repo, digest, size, datetime.now(UTC))
@@ -162,8 +162,11 @@ def test_concurrent_commits_of_one_blob_count_storage_once_and_every_repository(
     assert record.storage_bytes == size
     assert record.repository_count == writers
     for i in range(writers):
-        assert store.get_blob_link(RepositoryName(registry, f"repo-{i}"), digest) is not None
-    assert store.list_repositories(registry, None, 100) == sorted(
+        assert (
+            store.get_blob_link(RepositoryName(registry, f"repo-{i}", registry_id), digest)
+            is not None
+        )
+    assert store.list_repositories(registry_id, None, 100) == sorted(
         f"repo-{i}" for i in range(writers)
     )
 
@@ -172,7 +175,7 @@ def test_second_upload_of_a_blob_links_the_registrys_copy_and_deletes_its_own(
     aws: Aws, service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
 ) -> None:
     data = os.urandom(7 * MIB)  # multipart: the bytes stay where the upload wrote them
-    other = RepositoryName(repo.registry, "other")
+    other = RepositoryName(repo.registry, "other", repo.rid)
     service.complete_upload(
         repo, append(service, service.start_upload(repo), data), sha256(data), None, 0
     )
@@ -181,10 +184,10 @@ def test_second_upload_of_a_blob_links_the_registrys_copy_and_deletes_its_own(
 
     first_link = store.get_blob_link(repo, sha256(data))
     second_link = store.get_blob_link(other, sha256(data))
-    record = store.get_registry_blob(repo.registry, sha256(data))
+    record = store.get_registry_blob(repo.rid, sha256(data))
     assert first_link is not None and second_link is not None and record is not None
     assert first_link.key == second_link.key == record.key
-    assert keys_under(aws, f"registries/{repo.registry}/blobs/") == [record.key]
+    assert keys_under(aws, f"registries/{repo.rid}/blobs/") == [record.key]
     _, url = service.blob_download_url(other, sha256(data))
     assert requests.get(url, timeout=30).content == data
     registry = store.get_registry(repo.registry)
@@ -319,8 +322,8 @@ def test_cleanup_aborts_the_multipart_upload_of_an_expired_session(
     settings = ServiceSettings(part_size=PART_SIZE)
     service = RegistryService(store, blobs, settings, clock=lambda: moments[0])
     session = append(service, service.start_upload(repo), os.urandom(6 * MIB))
-    data_prefix = upload_data_prefix(repo.registry, session.upload_id)
-    scratch = upload_prefix(repo.registry, session.upload_id)
+    data_prefix = upload_data_prefix(repo.rid, session.upload_id)
+    scratch = upload_prefix(repo.rid, session.upload_id)
     assert len(open_multiparts(aws, data_prefix)) == 1
     assert len(keys_under(aws, scratch)) == 1  # the tail
     moments[0] += timedelta(hours=2)
@@ -341,7 +344,7 @@ def test_manifest_larger_than_300_kb_round_trips_through_s3(
     record = store.get_manifest(repo, sha256(body))
     assert record is not None
     assert record.body is None
-    key = manifest_key(repo.registry, Digest.parse(sha256(body)))
+    key = manifest_key(repo.rid, Digest.parse(sha256(body)))
     assert aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
     resolved = service.resolve_manifest(repo, "big")
     assert service.manifest_body(repo, resolved) == body

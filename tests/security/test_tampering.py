@@ -36,6 +36,16 @@ def derived(purpose: str, secret: str = SIGNING_KEY) -> bytes:
 REGISTRY_KEY = derived("registry-jwt")
 
 
+def registry_ids(world: World) -> dict[str, str]:
+    """The ``rids`` claim a real JWT for registry A carries: the id of A's incarnation."""
+    real = world.owner_v2("A").jwt(
+        world.owner_token("A"), f"repository:{world.names['A']}/app:pull"
+    )
+    rids: dict[str, str] = claims_of(real)["rids"]
+    assert set(rids) == {world.names["A"]}
+    return rids
+
+
 def forge(world: World, key: bytes | str = REGISTRY_KEY, drop: str = "", **changes: Any) -> str:
     now = datetime.now(UTC)
     repo = f"{world.names['A']}/app"
@@ -50,6 +60,7 @@ def forge(world: World, key: bytes | str = REGISTRY_KEY, drop: str = "", **chang
         "access": [{"type": "repository", "name": repo, "actions": ["pull", "push", "delete"]}],
         "account": "local",
         "registries": None,
+        "rids": registry_ids(world),
     }
     claims.update(changes)
     claims.pop(drop, None)

@@ -19,6 +19,22 @@ FOREIGN_REGISTRY = "globex"  # another account
 PART_SIZE = 5 * MIB
 
 
+def rid(registry: str) -> str:
+    """The fixed id unit tests give registry ``registry`` (every incarnation made by a test
+    itself gets a fresh one), so that tests can name its repositories."""
+    return f"id-{registry}"
+
+
+def named(registry: str, repository: str) -> RepositoryName:
+    """A repository of a test registry, bound to its id as authorization binds it."""
+    return RepositoryName(registry, repository, rid(registry))
+
+
+def named_path(name: str) -> RepositoryName:
+    parsed = RepositoryName.parse(name)
+    return named(parsed.registry, parsed.repository)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)
@@ -32,7 +48,9 @@ def store() -> MemoryMetadataStore:
         (SIBLING_REGISTRY, ACCOUNT),
         (FOREIGN_REGISTRY, OTHER_ACCOUNT),
     ):
-        memory.put_registry(RegistryRecord(name=name, account_id=account, created_at=START))
+        memory.put_registry(
+            RegistryRecord(name=name, account_id=account, registry_id=rid(name), created_at=START)
+        )
     return memory
 
 
@@ -58,4 +76,4 @@ def service(
 
 @pytest.fixture
 def repo() -> RepositoryName:
-    return RepositoryName(REGISTRY, "team/app")
+    return named(REGISTRY, "team/app")

@@ -24,13 +24,12 @@ from chalicelib.registry.errors import (
     NameUnknownError,
     UnauthorizedError,
 )
-from chalicelib.registry.names import RepositoryName
 
 from .builders import START, make_token
-from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY
+from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY, named
 
 KEY = "unit-test-signing-key-of-at-least-32-bytes"
-REPO = RepositoryName(REGISTRY, "team/app")
+REPO = named(REGISTRY, "team/app")
 
 
 @pytest.fixture
@@ -103,7 +102,7 @@ def test_token_limited_to_another_registry_sees_name_unknown(
 ) -> None:
     secret = make_token(store, ACCOUNT, {"admin"}, registries={SIBLING_REGISTRY})
     principal = authenticator.authenticate_secret(secret, START)
-    authenticator.authorize(principal, RepositoryName(SIBLING_REGISTRY, "app"), Action.PUSH)
+    authenticator.authorize(principal, named(SIBLING_REGISTRY, "app"), Action.PUSH)
     with pytest.raises(NameUnknownError) as caught:
         authenticator.authorize(principal, REPO, Action.PULL)
     assert caught.value.status == 404
@@ -114,9 +113,9 @@ def test_registry_of_another_account_is_indistinguishable_from_a_missing_one(
 ) -> None:
     principal = authenticator.authenticate_secret(make_token(store, ACCOUNT, {"admin"}), START)
     with pytest.raises(NameUnknownError) as foreign:
-        authenticator.authorize(principal, RepositoryName(FOREIGN_REGISTRY, "app"), Action.PULL)
+        authenticator.authorize(principal, named(FOREIGN_REGISTRY, "app"), Action.PULL)
     with pytest.raises(NameUnknownError) as missing:
-        authenticator.authorize(principal, RepositoryName("nosuch", "app"), Action.PULL)
+        authenticator.authorize(principal, named("nosuch", "app"), Action.PULL)
     assert foreign.value.message.replace(FOREIGN_REGISTRY, "X") == missing.value.message.replace(
         "nosuch", "X"
     )
@@ -189,6 +188,6 @@ def test_capability_for_another_session_is_rejected(capability: UploadCapability
 def test_capability_for_another_repository_is_rejected(capability: UploadCapability) -> None:
     token = capability.issue("upload-1", REPO, now())
     with pytest.raises(BlobUploadUnknownError, match="does not match"):
-        capability.verify(token, "upload-1", RepositoryName(REGISTRY, "team/other"))
+        capability.verify(token, "upload-1", named(REGISTRY, "team/other"))
     with pytest.raises(BlobUploadUnknownError, match="does not match"):
-        capability.verify(token, "upload-1", RepositoryName(SIBLING_REGISTRY, "team/app"))
+        capability.verify(token, "upload-1", named(SIBLING_REGISTRY, "team/app"))

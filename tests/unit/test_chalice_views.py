@@ -17,12 +17,11 @@ from chalicelib.http.chalice_views import BINARY_TYPES, v2_blueprint
 from chalicelib.http.v2 import V2Api
 from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.manifests import OCI_MANIFEST
-from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.service import RegistryService
 from portside.local.gateway import LambdaContext, _proxy_event, query_lists
 
 from .builders import image_manifest, make_token, push_blob, sha256
-from .conftest import ACCOUNT, REGISTRY
+from .conftest import ACCOUNT, REGISTRY, named_path
 
 KEY = "unit-test-signing-key-of-at-least-32-bytes"
 NAME = f"{REGISTRY}/team/app"
@@ -94,7 +93,7 @@ def test_ping_through_the_root_route(call: EventClient) -> None:
 def test_manifest_put_then_get_round_trips_byte_exact_through_events(
     call: EventClient, service: RegistryService
 ) -> None:
-    repo = RepositoryName.parse(NAME)
+    repo = named_path(NAME)
     push_blob(service, repo, b"config")
     push_blob(service, repo, b"layer")
     # non-ASCII text and unusual spacing must survive base64 in and text out unchanged
@@ -137,7 +136,7 @@ def test_binary_blob_patch_through_events_is_stored_exactly(
 
     done = call("PUT", location.path, query=[*query, ("digest", sha256(data))])
     assert done["statusCode"] == 201, body_bytes(done)
-    link = store.get_blob_link(RepositoryName.parse(NAME), sha256(data))
+    link = store.get_blob_link(named_path(NAME), sha256(data))
     assert link is not None
     assert link.key is not None and blobs.objects[link.key] == data
     assert link.size == len(data)

@@ -43,7 +43,15 @@ from .builders import (
     push_blob,
     sha256,
 )
-from .conftest import ACCOUNT, FOREIGN_REGISTRY, OTHER_ACCOUNT, REGISTRY, SIBLING_REGISTRY
+from .conftest import (
+    ACCOUNT,
+    FOREIGN_REGISTRY,
+    OTHER_ACCOUNT,
+    REGISTRY,
+    SIBLING_REGISTRY,
+    named,
+    rid,
+)
 
 HOST = "registry.example.test"
 
@@ -108,7 +116,7 @@ def digest_of(body: bytes) -> str:
     return sha256(body)
 
 
-APP = RepositoryName(REGISTRY, "team/app")
+APP = named(REGISTRY, "team/app")
 
 
 # ====================================================================== registries
@@ -274,28 +282,31 @@ def test_purge_removes_content_and_objects_then_frees_the_name(
     blobs: MemoryBlobStore,
 ) -> None:
     _, _, body = push(service, APP, "v1", "app")
-    push(service, RepositoryName(REGISTRY, "other"), "v1", "other")
-    sibling = RepositoryName(SIBLING_REGISTRY, "keep")
+    push(service, named(REGISTRY, "other"), "v1", "other")
+    sibling = named(SIBLING_REGISTRY, "keep")
     push(service, sibling, "v1", "keep")
-    blobs.put_object(f"uploads/{REGISTRY}/leftover/data", b"scratch")
-    sibling_keys = {k for k in blobs.objects if k.startswith(f"registries/{SIBLING_REGISTRY}/")}
-    assert any(k.startswith(f"registries/{REGISTRY}/") for k in blobs.objects)
+    blobs.put_object(f"uploads/{rid(REGISTRY)}/leftover/data", b"scratch")
+    sibling_keys = {
+        k for k in blobs.objects if k.startswith(f"registries/{rid(SIBLING_REGISTRY)}/")
+    }
+    assert any(k.startswith(f"registries/{rid(REGISTRY)}/") for k in blobs.objects)
 
     mgmt.delete_registry(admin, REGISTRY)
     assert mgmt.purge_deleted_registries() == 1
 
-    assert not [k for k in blobs.objects if k.startswith(f"registries/{REGISTRY}/")]
+    assert not [k for k in blobs.objects if k.startswith(f"registries/{rid(REGISTRY)}/")]
     assert sibling_keys <= set(blobs.objects)
     assert store.get_registry(REGISTRY) is None
     assert store.get_manifest(APP, digest_of(body)) is None
     assert not store.repository_exists(APP)
-    assert all(r.registry != REGISTRY for r in [*store.manifests, *store.tags, *store.links])
+    assert all(k[0] != rid(REGISTRY) for k in [*store.manifests, *store.tags, *store.links])
     assert store.get_tag(sibling, "v1") is not None
     assert mgmt.purge_deleted_registries() == 0  # nothing left to do
 
     mgmt.validate_name(REGISTRY)
     reborn = mgmt.create_registry(admin, REGISTRY, "starter")
     assert reborn.repository_count == 0
+    assert reborn.registry_id != rid(REGISTRY)  # a new incarnation, a new id
     assert mgmt.list_repositories(admin, REGISTRY, Page(20, None)).items == []
 
 
@@ -312,7 +323,7 @@ def test_purge_is_resumable_within_a_deletion_budget(
     assert store.get_registry(REGISTRY) is not None  # the name goes last
     assert mgmt.purge_deleted_registries(budget=1) == 1
     assert store.get_registry(REGISTRY) is None
-    assert not [k for k in blobs.objects if k.startswith(f"registries/{REGISTRY}/")]
+    assert not [k for k in blobs.objects if k.startswith(f"registries/{rid(REGISTRY)}/")]
 
 
 # ====================================================================== plans
@@ -389,8 +400,8 @@ def test_list_repositories_counts_tags_and_manifests(
     _, _, first = push(service, APP, "v1", "one")
     push(service, APP, "v2", "two")
     service.put_manifest(APP, "latest", first, OCI_MANIFEST)
-    push(service, RepositoryName(REGISTRY, "base"), "v1", "base")
-    push_blob(service, RepositoryName(REGISTRY, "blobs-only"), b"just a blob")
+    push(service, named(REGISTRY, "base"), "v1", "base")
+    push_blob(service, named(REGISTRY, "blobs-only"), b"just a blob")
     items = mgmt.list_repositories(puller, REGISTRY, Page(20, None)).items
     assert [(i["name"], i["tag_count"], i["manifest_count"]) for i in items] == [
         ("base", 1, 1),
@@ -427,7 +438,7 @@ def test_latest_manifest_tolerates_a_tag_without_updated_at(
 ) -> None:
     _, _, old = push(service, APP, "old", "old")
     _, _, new = push(service, APP, "new", "new")
-    store.tags[APP]["old"] = TagRecord("old", digest_of(old), None)
+    store.tags[(APP.rid, APP.repository)]["old"] = TagRecord("old", digest_of(old), None)
     item = mgmt.list_repositories(puller, REGISTRY, Page(20, None)).items[0]
     assert item["latest_manifest"]["digest"] == digest_of(new)
 
@@ -471,7 +482,7 @@ def test_tags_without_a_copied_manifest_still_report_sizes(
 ) -> None:
     config, layer, body = push(service, APP, "v1", "legacy")
     # A tag written before tags carried a copy of their manifest.
-    store.tags[APP]["v1"] = TagRecord("v1", digest_of(body), START, None)
+    store.tags[(APP.rid, APP.repository)]["v1"] = TagRecord("v1", digest_of(body), START, None)
     [tag] = mgmt.list_tags(puller, REGISTRY, "team/app", Page(20, None)).items
     assert tag["compressed_size_bytes"] == len(config) + len(layer)
     assert tag["size_bytes"] == len(config) + len(layer) + len(body)
@@ -521,7 +532,7 @@ def test_listing_content_of_an_invisible_registry_or_missing_repository_fails(
     mgmt: ManagementService, store: MemoryMetadataStore, service: RegistryService
 ) -> None:
     push(service, APP, "v1", "x")
-    push(service, RepositoryName(FOREIGN_REGISTRY, "app"), "v1", "y")
+    push(service, named(FOREIGN_REGISTRY, "app"), "v1", "y")
     limited = principal(store, {"admin"}, registries={SIBLING_REGISTRY})
     page = Page(20, None)
     with pytest.raises(NameUnknownError):
@@ -614,7 +625,7 @@ def test_repositories_and_manifests_paginate(
     mgmt: ManagementService, puller: Principal, service: RegistryService
 ) -> None:
     for name in ("a", "b", "c"):
-        push(service, RepositoryName(REGISTRY, name), "v1", name)
+        push(service, named(REGISTRY, name), "v1", name)
         push(service, APP, name, name)
     first = mgmt.list_repositories(puller, REGISTRY, Page(2, None))
     assert [i["name"] for i in first.items] == ["a", "b"]
@@ -690,7 +701,7 @@ def test_deleting_a_repository_removes_it_from_the_listing(
     mgmt: ManagementService, pusher: Principal, service: RegistryService, store: MemoryMetadataStore
 ) -> None:
     push(service, APP, "v1", "x")
-    push(service, RepositoryName(REGISTRY, "other"), "v1", "y")
+    push(service, named(REGISTRY, "other"), "v1", "y")
     assert store.registries[REGISTRY].repository_count == 2
     mgmt.delete_repository(pusher, REGISTRY, "team/app")
     names = [i["name"] for i in mgmt.list_repositories(pusher, REGISTRY, Page(20, None)).items]

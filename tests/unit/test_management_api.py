@@ -17,15 +17,14 @@ from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.registry.auth import Authenticator, hash_token
 from chalicelib.registry.errors import ERROR_TABLE
 from chalicelib.registry.management import ManagementService
-from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.service import RegistryService
 
 from .builders import START, FakeClock, make_token, push_image, sha256
-from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY
+from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, named
 
 BASE = "https://registry.example.test"
 API = "/api/v1"
-TEAM_API = RepositoryName(REGISTRY, "team/api")
+TEAM_API = named(REGISTRY, "team/api")
 
 
 @pytest.fixture
@@ -135,7 +134,7 @@ def test_encoded_repository_name_reaches_manifests_and_deletions(
 def test_a_repository_named_like_a_route_segment_stays_one_name(
     admin: Client, service: RegistryService
 ) -> None:
-    repo = RepositoryName(REGISTRY, "team/tags")
+    repo = named(REGISTRY, "team/tags")
     push_image(service, repo, "v1", "tags")
     response = admin("GET", f"{API}/registries/{REGISTRY}/repositories/team%2Ftags/tags")
     assert response.status == 200

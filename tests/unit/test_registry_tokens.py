@@ -28,19 +28,18 @@ from chalicelib.registry.auth import (
     hash_token,
 )
 from chalicelib.registry.errors import BlobUploadUnknownError, UnauthorizedError
-from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.service import RegistryService
 
 from .builders import make_token, push_blob, push_image, sha256
-from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY
+from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY, named
 
 KEY = "unit-test-signing-key-of-at-least-32-bytes"
 OTHER_KEY = "another-signing-key-also-at-least-32-bytes"
 SERVICE = "portside"
 BASE = "https://registry.example.test"
 TTL = timedelta(minutes=5)
-X = RepositoryName(REGISTRY, "team/app")
-Y = RepositoryName(REGISTRY, "team/other")
+X = named(REGISTRY, "team/app")
+Y = named(REGISTRY, "team/other")
 
 
 def now() -> datetime:
@@ -695,8 +694,8 @@ def test_catalog_needs_the_catalog_grant(
     api: V2Api, store: MemoryMetadataStore, service: RegistryService
 ) -> None:
     push_blob(service, X, b"x")
-    push_blob(service, RepositoryName(SIBLING_REGISTRY, "y"), b"y")
-    push_blob(service, RepositoryName(FOREIGN_REGISTRY, "z"), b"z")
+    push_blob(service, named(SIBLING_REGISTRY, "y"), b"y")
+    push_blob(service, named(FOREIGN_REGISTRY, "z"), b"z")
     secret = make_token(store, ACCOUNT, {"pull"})
     without = call(
         api, "GET", "/v2/_catalog", bearer(fetch_token(api, secret, f"repository:{X}:pull"))
@@ -716,7 +715,7 @@ def test_catalog_jwt_of_a_limited_token_lists_only_its_registries(
     api: V2Api, store: MemoryMetadataStore, service: RegistryService
 ) -> None:
     push_blob(service, X, b"x")
-    push_blob(service, RepositoryName(SIBLING_REGISTRY, "y"), b"y")
+    push_blob(service, named(SIBLING_REGISTRY, "y"), b"y")
     secret = make_token(store, ACCOUNT, {"pull"}, registries={SIBLING_REGISTRY})
     response = call(
         api, "GET", "/v2/_catalog", bearer(fetch_token(api, secret, "registry:catalog:*"))
@@ -729,7 +728,7 @@ def test_catalog_hides_a_deleted_registry(
     api: V2Api, store: MemoryMetadataStore, service: RegistryService, kind: str
 ) -> None:
     push_blob(service, X, b"x")
-    push_blob(service, RepositoryName(SIBLING_REGISTRY, "y"), b"y")
+    push_blob(service, named(SIBLING_REGISTRY, "y"), b"y")
     secret = make_token(store, ACCOUNT, {"pull"})
     store.mark_registry_deleting(REGISTRY)
     auth = (

@@ -11,11 +11,12 @@ from chalicelib.registry.digests import Digest
 from chalicelib.registry.errors import (
     DigestInvalidError,
     ManifestBlobUnknownError,
+    ManifestInvalidError,
     ManifestUnknownError,
     NameUnknownError,
     RegistryError,
 )
-from chalicelib.registry.manifests import OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
+from chalicelib.registry.manifests import DOCKER_MANIFEST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import RegistryRecord
 from chalicelib.registry.service import RegistryService, manifest_key
@@ -31,7 +32,7 @@ from .builders import (
     push_image,
     sha256,
 )
-from .conftest import ACCOUNT, REGISTRY
+from .conftest import ACCOUNT, REGISTRY, named, named_path, rid
 
 SIGNATURE = "application/vnd.example.signature.v1"
 SBOM = "application/vnd.example.sbom.v1"
@@ -121,7 +122,7 @@ def test_manifest_referencing_missing_blobs_lists_them(
 def test_blob_of_another_repository_does_not_satisfy_a_manifest(
     service: RegistryService, repo: RepositoryName
 ) -> None:
-    push_blob(service, RepositoryName(REGISTRY, "elsewhere"), b"cfg")
+    push_blob(service, named(REGISTRY, "elsewhere"), b"cfg")
     with pytest.raises(ManifestBlobUnknownError):
         service.put_manifest(repo, "v1", image_manifest(b"cfg", []), OCI_MANIFEST)
 
@@ -210,7 +211,7 @@ def test_manifest_above_the_inline_limit_lives_in_the_blob_store_byte_exact(
     record = store.get_manifest(repo, sha256(body))
     assert record is not None
     assert record.body is None
-    assert blobs.objects[manifest_key(REGISTRY, Digest.parse(sha256(body)))] == body
+    assert blobs.objects[manifest_key(rid(REGISTRY), Digest.parse(sha256(body)))] == body
     resolved = service.resolve_manifest(repo, "big")
     assert service.manifest_body(repo, resolved) == body
 
@@ -224,9 +225,9 @@ def test_manifest_whose_item_fits_under_the_inline_limit_stays_inline(
     limit = service.settings.manifest_inline_limit
     probe = push_image(service, repo, "probe", "s", annotations={"pad": ""})
     # The item also holds the digest lists and other attributes: leave room for them.
-    pad = "p" * (limit - len(probe) - 4096)
+    pad = "p" * (limit - len(probe) - 8192)
     body = push_image(service, repo, "edge", "s", annotations={"pad": pad})
-    assert len(body) == limit - 4096
+    assert len(body) == limit - 8192
     record = store.get_manifest(repo, sha256(body))
     assert record is not None
     assert record.body == body
@@ -323,7 +324,7 @@ def test_tags_with_n_zero_are_an_empty_page(service: RegistryService, repo: Repo
 
 def test_tags_of_an_unknown_repository_are_name_unknown(service: RegistryService) -> None:
     with pytest.raises(NameUnknownError):
-        service.list_tags(RepositoryName(REGISTRY, "nope"), None, None)
+        service.list_tags(named(REGISTRY, "nope"), None, None)
 
 
 # ------------------------------------------------------------------ catalog
@@ -332,10 +333,15 @@ def test_tags_of_an_unknown_repository_are_name_unknown(service: RegistryService
 @pytest.fixture
 def catalog_service(service: RegistryService, store: MemoryMetadataStore) -> RegistryService:
     for name in ("a", "a-b", "a0"):
-        store.put_registry(RegistryRecord(name=name, account_id=ACCOUNT))
+        store.put_registry(RegistryRecord(name=name, account_id=ACCOUNT, registry_id=rid(name)))
     for full in ("a/x", "a/a-b", "a/a/b", "a-b/x", "a-b/y", "a0/z"):
-        push_blob(service, RepositoryName.parse(full), b"layer")
+        push_blob(service, named_path(full), b"layer")
     return service
+
+
+def records(service: RegistryService, names: list[str]) -> list[RegistryRecord]:
+    found = [service.store.get_registry(name) for name in names]
+    return [r for r in found if r is not None]
 
 
 EXPECTED_CATALOG = ["a-b/x", "a-b/y", "a/a-b", "a/a/b", "a/x", "a0/z"]
@@ -344,7 +350,7 @@ EXPECTED_CATALOG = ["a-b/x", "a-b/y", "a/a-b", "a/a/b", "a/x", "a0/z"]
 def test_catalog_is_in_lexical_order_of_full_names_across_registries(
     catalog_service: RegistryService,
 ) -> None:
-    page = catalog_service.catalog(["a0", "a", "a-b"], None, None)
+    page = catalog_service.catalog(records(catalog_service, ["a0", "a", "a-b"]), None, None)
     assert page.items == EXPECTED_CATALOG == sorted(EXPECTED_CATALOG)
     assert page.more is False
 
@@ -353,7 +359,7 @@ def test_catalog_pages_with_last_across_registries(catalog_service: RegistryServ
     seen: list[str] = []
     last: str | None = None
     for _ in range(10):
-        page = catalog_service.catalog(["a", "a-b", "a0"], 2, last)
+        page = catalog_service.catalog(records(catalog_service, ["a", "a-b", "a0"]), 2, last)
         seen += page.items
         if not page.more:
             break
@@ -374,14 +380,20 @@ def test_catalog_pages_with_last_across_registries(catalog_service: RegistryServ
 def test_catalog_last_starts_after_that_name(
     catalog_service: RegistryService, last: str, expected: list[str]
 ) -> None:
-    assert catalog_service.catalog(["a", "a-b", "a0"], None, last).items == expected
+    assert (
+        catalog_service.catalog(records(catalog_service, ["a", "a-b", "a0"]), None, last).items
+        == expected
+    )
 
 
 def test_catalog_only_lists_the_given_registries_and_n_zero_is_empty(
     catalog_service: RegistryService,
 ) -> None:
-    assert catalog_service.catalog(["a-b"], None, None).items == ["a-b/x", "a-b/y"]
-    page = catalog_service.catalog(["a"], 0, None)
+    assert catalog_service.catalog(records(catalog_service, ["a-b"]), None, None).items == [
+        "a-b/x",
+        "a-b/y",
+    ]
+    page = catalog_service.catalog(records(catalog_service, ["a"]), 0, None)
     assert (page.items, page.more) == ([], False)
 
 
@@ -396,3 +408,60 @@ def test_manifest_annotations_survive_the_round_trip(
         d["digest"] for d in [json.loads(body)["config"], *json.loads(body)["layers"]]
     )
     assert OCI_LAYER in body.decode()
+
+
+def test_a_media_type_longer_than_rfc_6838_allows_is_refused_and_nothing_is_stored(
+    service: RegistryService,
+    store: MemoryMetadataStore,
+    blobs: MemoryBlobStore,
+    repo: RepositoryName,
+) -> None:
+    config, layer = b"{}", b"layer"
+    push_blob(service, repo, config)
+    push_blob(service, repo, layer)
+    doc = json.loads(image_manifest(config, [layer]))
+    doc["config"]["mediaType"] = "application/" + "x" * 120_000
+    doc["annotations"] = {"pad": "p" * 130_000}  # 250 KB in all: it used to crowd the item
+    body = json.dumps(doc).encode()
+    objects = set(blobs.objects)
+    with pytest.raises(ManifestInvalidError):
+        service.put_manifest(repo, "long", body, OCI_MANIFEST)
+    assert store.get_manifest(repo, sha256(body)) is None
+    assert store.get_tag(repo, "long") is None
+    assert set(blobs.objects) == objects
+
+
+def test_every_attribute_counts_toward_the_inline_limit(
+    service: RegistryService,
+    store: MemoryMetadataStore,
+    blobs: MemoryBlobStore,
+    repo: RepositoryName,
+) -> None:
+    limit = service.settings.manifest_inline_limit
+    artifact = "application/vnd.example." + "a" * 200
+    probe = push_image(service, repo, "probe", "t", annotations={"pad": ""}, artifactType=artifact)
+    # Body + digest lists + a 2 KB allowance fit the limit (what used to be counted); with
+    # the media and artifact types and the keys counted too, the item does not.
+    digest_lists = 2 * (len(sha256(b"")) + 8)
+    pad = "p" * (limit - len(probe) - 2048 - digest_lists - 10)
+    body = push_image(service, repo, "edge", "t", annotations={"pad": pad}, artifactType=artifact)
+    record = store.get_manifest(repo, sha256(body))
+    assert record is not None and record.body is None  # kept in the blob store instead
+    assert service.manifest_body(repo, record) == body
+
+
+def test_the_same_manifest_is_served_with_the_media_type_it_was_first_pushed_as(
+    service: RegistryService, store: MemoryMetadataStore, repo: RepositoryName
+) -> None:
+    config, layer = b"{}", b"layer"
+    push_blob(service, repo, config)
+    push_blob(service, repo, layer)
+    doc = json.loads(image_manifest(config, [layer]))
+    doc.pop("mediaType", None)  # the header decides
+    body = json.dumps(doc).encode()
+    service.put_manifest(repo, "oci", body, OCI_MANIFEST)
+    with pytest.raises(ManifestInvalidError):
+        service.put_manifest(repo, "docker", body, DOCKER_MANIFEST)
+    assert store.get_tag(repo, "docker") is None
+    assert service.resolve_manifest(repo, "oci").media_type == OCI_MANIFEST
+    assert service.resolve_manifest(repo, sha256(body)).media_type == OCI_MANIFEST

@@ -29,15 +29,16 @@ from chalicelib.registry.service import (
 )
 
 from .builders import MIB, FakeClock, push_blob, sha256
-from .conftest import FOREIGN_REGISTRY, PART_SIZE, REGISTRY, SIBLING_REGISTRY
+from .conftest import FOREIGN_REGISTRY, PART_SIZE, REGISTRY, SIBLING_REGISTRY, named, rid
 
 
 def key_of(registry: str, digest: str) -> str:
-    return blob_key(registry, Digest.parse(digest))
+    return blob_key(rid(registry), Digest.parse(digest))
 
 
 def blob_objects(blobs: MemoryBlobStore, registry: str) -> dict[str, bytes]:
-    return {k: v for k, v in blobs.objects.items() if k.startswith(f"registries/{registry}/")}
+    prefix = f"registries/{rid(registry)}/"
+    return {k: v for k, v in blobs.objects.items() if k.startswith(prefix)}
 
 
 def stored_bytes(blobs: MemoryBlobStore, registry: str, digest: str) -> bytes:
@@ -48,7 +49,7 @@ def stored_bytes(blobs: MemoryBlobStore, registry: str, digest: str) -> bytes:
 
 
 def scratch_keys(blobs: MemoryBlobStore, session: UploadSession) -> list[str]:
-    prefix = upload_prefix(session.registry, session.upload_id)
+    prefix = upload_prefix(session.registry_id, session.upload_id)
     return sorted(k for k in blobs.objects if k.startswith(prefix))
 
 
@@ -80,7 +81,7 @@ def assert_nothing_committed(
     digest: str,
 ) -> None:
     assert store.get_blob_link(repo, digest) is None
-    assert store.get_registry_blob(repo.registry, digest) is None
+    assert store.get_registry_blob(repo.rid, digest) is None
     # A refused upload leaves no bytes behind, under any key.
     assert blob_objects(blobs, repo.registry) == {}
     registry = store.get_registry(repo.registry)
@@ -378,7 +379,7 @@ def test_session_is_unknown_from_another_repository(
 ) -> None:
     session = service.start_upload(repo)
     with pytest.raises(BlobUploadUnknownError):
-        service.get_upload(RepositoryName(REGISTRY, "other"), session.upload_id)
+        service.get_upload(named(REGISTRY, "other"), session.upload_id)
     with pytest.raises(BlobUploadUnknownError):
         service.get_upload(repo, "no-such-upload")
 
@@ -504,7 +505,7 @@ def test_blob_linked_into_two_repositories_is_stored_and_counted_once(
     repo: RepositoryName,
 ) -> None:
     data = os.urandom(6 * MIB)
-    other = RepositoryName(REGISTRY, "other")
+    other = named(REGISTRY, "other")
     push_blob(service, repo, data)
     session = append(service, service.start_upload(other), data)
     complete(service, other, session, sha256(data))
@@ -546,7 +547,7 @@ def test_repository_count_grows_on_first_push_to_a_repository_only(
     registry = store.get_registry(REGISTRY)
     assert registry is not None
     assert registry.repository_count == 1
-    push_blob(service, RepositoryName(REGISTRY, "second"), b"one")
+    push_blob(service, named(REGISTRY, "second"), b"one")
     registry = store.get_registry(REGISTRY)
     assert registry is not None
     assert registry.repository_count == 2
@@ -557,7 +558,7 @@ def test_mount_from_a_repository_of_the_same_registry_links_the_blob(
     service: RegistryService, store: MemoryMetadataStore, repo: RepositoryName
 ) -> None:
     digest = push_blob(service, repo, b"shared layer")
-    target = RepositoryName(REGISTRY, "target")
+    target = named(REGISTRY, "target")
     record = service.mount_blob(target, digest, repo)
     assert record is not None
     assert record.size == len(b"shared layer")
@@ -570,9 +571,9 @@ def test_mount_from_a_repository_of_the_same_registry_links_the_blob(
 def test_mount_from_another_registry_is_not_possible(
     service: RegistryService, store: MemoryMetadataStore
 ) -> None:
-    source = RepositoryName(SIBLING_REGISTRY, "app")
+    source = named(SIBLING_REGISTRY, "app")
     digest = push_blob(service, source, b"layer in another registry")
-    target = RepositoryName(REGISTRY, "app")
+    target = named(REGISTRY, "app")
     assert service.mount_blob(target, digest, source) is None
     assert store.get_blob_link(target, digest) is None
 
@@ -580,18 +581,18 @@ def test_mount_from_another_registry_is_not_possible(
 def test_mount_from_a_repository_without_the_blob_returns_none(
     service: RegistryService, repo: RepositoryName
 ) -> None:
-    push_blob(service, RepositoryName(REGISTRY, "holder"), b"layer")
-    empty = RepositoryName(REGISTRY, "empty")
+    push_blob(service, named(REGISTRY, "holder"), b"layer")
+    empty = named(REGISTRY, "empty")
     assert service.mount_blob(repo, sha256(b"layer"), empty) is None
 
 
 def test_mount_without_from_uses_any_blob_of_the_registry(
     service: RegistryService, store: MemoryMetadataStore, repo: RepositoryName
 ) -> None:
-    digest = push_blob(service, RepositoryName(REGISTRY, "holder"), b"layer")
+    digest = push_blob(service, named(REGISTRY, "holder"), b"layer")
     assert service.mount_blob(repo, digest, None) is not None
     assert store.get_blob_link(repo, digest) is not None
-    foreign = RepositoryName(FOREIGN_REGISTRY, "app")
+    foreign = named(FOREIGN_REGISTRY, "app")
     assert service.mount_blob(foreign, digest, None) is None
     assert store.get_blob_link(foreign, digest) is None
 
@@ -608,7 +609,7 @@ def test_blob_download_url_presigns_where_the_upload_left_the_bytes_for_the_pres
     digest = push_blob(service, repo, b"layer")
     record, url = service.blob_download_url(repo, digest)
     assert record.size == len(b"layer")
-    stored = store.get_registry_blob(REGISTRY, digest)
+    stored = store.get_registry_blob(rid(REGISTRY), digest)
     assert stored is not None and stored.key is not None
     assert blobs.objects[stored.key] == b"layer"
     assert record.key == stored.key  # the link carries the key: one read per pull
@@ -629,7 +630,7 @@ def test_unlinked_blob_is_unknown_even_if_the_registry_holds_it(
     service: RegistryService, repo: RepositoryName
 ) -> None:
     digest = push_blob(service, repo, b"layer")
-    other = RepositoryName(REGISTRY, "other")
+    other = named(REGISTRY, "other")
     with pytest.raises(BlobUnknownError):
         service.stat_blob(other, digest)
     service.delete_blob(repo, digest)
@@ -669,3 +670,19 @@ def test_stale_copy_of_a_session_cannot_commit_twice(
     complete(service, repo, session, sha256(b"abc"))
     with pytest.raises(BlobUploadInvalidError):
         store.update_upload(stale)
+
+
+def test_chunked_patch_whose_content_range_does_not_match_the_bytes_is_refused_and_undone(
+    service: RegistryService,
+    store: MemoryMetadataStore,
+    blobs: MemoryBlobStore,
+    repo: RepositoryName,
+) -> None:
+    session = service.start_upload(repo)
+    objects = set(blobs.objects)
+    with pytest.raises(RangeInvalidError):
+        # no Content-Length (chunked): the range claims 10 bytes, 4 arrive
+        service.append_upload(session, io.BytesIO(b"four"), None, (0, 9))
+    saved = store.get_upload(session.upload_id)
+    assert saved is not None and saved.offset == 0
+    assert set(blobs.objects) == objects

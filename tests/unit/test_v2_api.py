@@ -18,11 +18,10 @@ from chalicelib.http.v2 import V2Api
 from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.errors import ERROR_TABLE
 from chalicelib.registry.manifests import OCI_INDEX, OCI_MANIFEST
-from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.service import RegistryService
 
 from .builders import image_manifest, make_token, push_blob, sha256
-from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY
+from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY, named, named_path, rid
 
 KEY = "unit-test-signing-key-of-at-least-32-bytes"
 BASE = "https://registry.example.test"
@@ -94,7 +93,7 @@ def error_of(response: HttpResponse) -> dict[str, Any]:
 
 def push_manifest(client: Client, tag: str = "v1") -> bytes:
     service = client.api.service
-    target = RepositoryName.parse(NAME)
+    target = named_path(NAME)
     push_blob(service, target, b"config")
     push_blob(service, target, b"layer")
     body = image_manifest(b"config", [b"layer"])
@@ -278,7 +277,7 @@ def test_upload_location_carries_a_state_capability_that_authorizes_patch_and_pu
     get = client("GET", f"/v2/{NAME}/blobs/{sha256(data)}")
     assert get.status == 307
     link = get.headers["Location"].removeprefix("memory://").split("?")[0]
-    assert link.startswith("registries/acme/blobs/")  # where the upload left the bytes
+    assert link.startswith(f"registries/{rid(REGISTRY)}/blobs/")  # where the upload left the bytes
 
 
 def test_tampered_or_foreign_state_does_not_authorize_an_upload(client: Client) -> None:
@@ -359,7 +358,7 @@ def test_monolithic_post_with_digest_creates_the_blob(client: Client) -> None:
 def test_mount_within_a_registry_is_201_and_across_registries_falls_back_to_upload(
     client: Client, service: RegistryService
 ) -> None:
-    digest = push_blob(service, RepositoryName(REGISTRY, "source"), b"layer")
+    digest = push_blob(service, named(REGISTRY, "source"), b"layer")
     mounted = client(
         "POST",
         f"/v2/{NAME}/blobs/uploads/",
@@ -368,7 +367,7 @@ def test_mount_within_a_registry_is_201_and_across_registries_falls_back_to_uplo
     assert mounted.status == 201
     assert mounted.headers["Docker-Content-Digest"] == digest
 
-    other = push_blob(service, RepositoryName(SIBLING_REGISTRY, "source"), b"sibling")
+    other = push_blob(service, named(SIBLING_REGISTRY, "source"), b"sibling")
     fallback = client(
         "POST",
         f"/v2/{NAME}/blobs/uploads/",
@@ -409,9 +408,9 @@ def test_tag_list_paginates_with_a_link_header(client: Client) -> None:
 def test_catalog_lists_only_registries_of_the_token(
     client: Client, service: RegistryService, store: MemoryMetadataStore, api: V2Api
 ) -> None:
-    push_blob(service, RepositoryName(REGISTRY, "x"), b"a")
-    push_blob(service, RepositoryName(SIBLING_REGISTRY, "y"), b"b")
-    push_blob(service, RepositoryName(FOREIGN_REGISTRY, "z"), b"c")
+    push_blob(service, named(REGISTRY, "x"), b"a")
+    push_blob(service, named(SIBLING_REGISTRY, "y"), b"b")
+    push_blob(service, named(FOREIGN_REGISTRY, "z"), b"c")
     everything = json.loads(client("GET", "/v2/_catalog").body)
     assert everything == {"repositories": ["acme-b/y", "acme/x"]}
     limited = Client(api, make_token(store, ACCOUNT, {"pull"}, registries={REGISTRY}))
@@ -424,7 +423,7 @@ def test_catalog_lists_only_registries_of_the_token(
 def test_referrers_endpoint_answers_an_index_and_reports_the_filter(client: Client) -> None:
     subject = push_manifest(client)
     service = client.api.service
-    target = RepositoryName.parse(NAME)
+    target = named_path(NAME)
     push_blob(service, target, b"{}")
     artifact = image_manifest(
         b"{}",
