@@ -335,6 +335,7 @@ class DynamoMetadataStore:
         (``exists`` says the caller read it, as a mount does, and ``key`` is that key).
         """
         blob_exists, repo_exists = exists, True
+        repo_flipped = False
         link_key = key
         for _ in range(RETRIES):
             labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
@@ -413,7 +414,11 @@ class DynamoMetadataStore:
                     blob_exists = existing is not None
                     link_key = existing.key if existing is not None else key
                 if "repo" in failed:
-                    repo_exists = self._repository_state(repo)
+                    # A wrong guess flips without a read (the first push into a repository
+                    # costs one more transaction, not a read); wrong twice, the repository
+                    # is being deleted or raced: read what it is.
+                    repo_exists = self._repository_state(repo) if repo_flipped else not repo_exists
+                    repo_flipped = True
                 continue
             return not blob_exists
         raise ConcurrentWriteError("blob commit raced with other writers; retry")

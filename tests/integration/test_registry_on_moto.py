@@ -285,13 +285,14 @@ def test_second_save_from_the_same_read_of_an_upload_is_refused(
 
 
 def test_expired_uploads_are_listed_by_expiry_through_the_index(
-    store: DynamoMetadataStore, registry: str
+    store: DynamoMetadataStore, registry: str, registry_id: str
 ) -> None:
     now = datetime.now(UTC)
     sessions = {
         name: UploadSession(
             upload_id=f"{name}-{uuid.uuid4()}",
             registry=registry,
+            registry_id=registry_id,
             repository="app",
             data_key=f"uploads/{registry}/{name}/data",
             created_at=now - timedelta(hours=3),

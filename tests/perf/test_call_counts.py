@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # where their upload wrote them (2026-12-02): the 10 MiB push lost its CopyObject and the
 # DeleteObject of the source; pushing a blob the registry already holds costs one read
 # (the link must name the existing copy's key) and the DeleteObject of the redundant copy.
+# Completing a multipart upload claims the session first (one conditional write), so that
+# a concurrent completion or PATCH cannot replace a part (issue 9).
 # (total AWS calls, DynamoDB reads, DynamoDB writes, S3 calls).
 BASELINE: dict[str, tuple[int, int, int, int]] = {
     "token_issue": (3, 2, 1, 0),
@@ -41,9 +43,9 @@ BASELINE: dict[str, tuple[int, int, int, int]] = {
     "blob_push_first": (7, 2, 4, 1),
     "blob_push": (6, 2, 3, 1),
     "blob_push_monolithic": (4, 1, 2, 1),
-    "blob_push_10mib": (12, 2, 3, 7),
-    "blob_commit_10mib": (6, 1, 1, 4),
-    "blob_commit_1gib": (3, 1, 1, 1),
+    "blob_push_10mib": (13, 2, 4, 7),
+    "blob_commit_10mib": (7, 1, 2, 4),
+    "blob_commit_1gib": (4, 1, 2, 1),
     "blob_push_existing": (9, 3, 4, 2),
     "blob_push_basic": (7, 3, 3, 1),
     "manifest_push": (2, 1, 1, 0),
