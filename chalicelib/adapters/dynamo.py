@@ -680,31 +680,19 @@ class DynamoMetadataStore:
         return None if item is None else _upload_session(item)
 
     def update_upload(self, session: UploadSession) -> None:
-        """Save the session if nobody saved it since it was read and its registry
-        incarnation is still live (bytes never advance a session of a deleted registry)."""
+        """Save the session if nobody saved it since it was read (a version check).
+
+        Unlike starting a session and committing a blob, advancing one does not re-check
+        the registry (it would turn one write unit into four on every PATCH): a session of
+        a registry deleted meanwhile may still take bytes, but can never commit them, and
+        the expired-upload cleanup frees them."""
         expected = session.version
         session.version = expected + 1
-        repo = _session_repo(session)
-        labels: dict[str, list[str]] = {
-            "check": ["registry"],
-            "delete": [],
-            "put": ["upload"],
-            "update": [],
-        }
         try:
-            with self._transaction() as tx:
-                tx.condition_check(
-                    RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
-                )
-                tx.save(_upload_item(session), condition=UploadItem.version == expected)
-        except TransactWriteError as exc:
+            _upload_item(session).save(condition=UploadItem.version == expected)
+        except PutError as exc:
             session.version = expected
-            failed = _failed_conditions(exc, labels)
-            if failed and "registry" in failed:
-                raise BlobUploadUnknownError(
-                    "the registry of this upload no longer exists", detail={"name": str(repo)}
-                ) from exc
-            if failed:
+            if _is_condition_failure(exc):
                 raise BlobUploadInvalidError(
                     "the upload was changed by a concurrent request"
                 ) from exc

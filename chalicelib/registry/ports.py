@@ -143,7 +143,9 @@ class MetadataStore(Protocol):
     def put_upload(self, session: UploadSession) -> None: ...
     def get_upload(self, upload_id: str) -> UploadSession | None: ...
     def update_upload(self, session: UploadSession) -> None:
-        """Save ``session`` if nobody saved it since it was read (version check)."""
+        """Save ``session`` if nobody saved it since it was read (version check); raises
+        BlobUploadInvalidError otherwise. The registry is not re-checked here: starting a
+        session and committing its blob are where a deleted registry refuses writes."""
         ...
 
     def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
