@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 STREAM_CHUNK = 1024 * 1024
 
@@ -71,12 +72,20 @@ class S3BlobStore:
     def complete_multipart(
         self, key: str, multipart_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=key,
-            UploadId=multipart_id,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
-        )
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=multipart_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
+            )
+        except self.client.exceptions.NoSuchUpload:
+            raise KeyError(multipart_id) from None  # the port's "completed or aborted"
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                raise ValueError(code) from exc  # the port's "parts do not match"
+            raise
 
     def abort_multipart(self, key: str, multipart_id: str) -> None:
         # Already completed or aborted (by the lifecycle rule): nothing is left to free.
