@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from chalice.app import Chalice
 
-from .events.handlers import events_blueprint
+from .events.handlers import events
 from .http.chalice_views import BINARY_TYPES, management_blueprint, v2_blueprint
 from .wiring import management_api, v2_api
 
@@ -15,5 +15,7 @@ def create_app() -> Chalice:
     app.api.binary_types = list(BINARY_TYPES)
     app.register_blueprint(v2_blueprint(v2_api))
     app.register_blueprint(management_blueprint(management_api))
-    app.register_blueprint(events_blueprint())
+    # A module-level blueprint: its schedule handlers must be module attributes (see
+    # chalicelib/events/handlers.py); registering it with several apps is harmless.
+    app.register_blueprint(events)
     return app

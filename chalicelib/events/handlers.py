@@ -1,15 +1,23 @@
-"""Thin scheduled/event handlers; the work is in the registry service."""
+"""Thin scheduled/event handlers; the work is in the registry service.
+
+The blueprint and every handler it registers live at module level: Chalice writes the
+handler string ``chalicelib.events.handlers.<function>`` into the template, and the Lambda
+runtime resolves it by importing this module and reading that attribute. A handler defined
+inside a factory function synthesizes fine and fails every invocation on AWS with
+``Runtime.HandlerNotFound``. Chalice passes event handlers the event only (the Lambda
+context is ``event.context``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools import Logger
-from chalice.app import Blueprint, Rate
+from chalice.app import Blueprint, CloudWatchEvent, Rate
 
 from chalicelib.wiring import management_api, v2_api
 
 logger = Logger(service="portside")
+
+events = Blueprint(__name__)
 
 
 def cleanup_expired_uploads() -> int:
@@ -33,15 +41,11 @@ def purge_deleted_registries() -> int:
     return finished
 
 
-def events_blueprint() -> Blueprint:
-    bp = Blueprint(__name__)
+@events.schedule(Rate(15, unit=Rate.MINUTES), name="cleanup-expired-uploads")
+def cleanup_expired_uploads_schedule(event: CloudWatchEvent) -> None:
+    cleanup_expired_uploads()
 
-    @bp.schedule(Rate(15, unit=Rate.MINUTES), name="cleanup-expired-uploads")
-    def cleanup_expired_uploads_schedule(event: Any) -> None:
-        cleanup_expired_uploads()
 
-    @bp.schedule(Rate(1, unit=Rate.MINUTES), name="purge-deleted-registries")
-    def purge_deleted_registries_schedule(event: Any) -> None:
-        purge_deleted_registries()
-
-    return bp
+@events.schedule(Rate(1, unit=Rate.MINUTES), name="purge-deleted-registries")
+def purge_deleted_registries_schedule(event: CloudWatchEvent) -> None:
+    purge_deleted_registries()

@@ -35,6 +35,7 @@ class Synth:
     """One stage synthesised in-process: its template and the Chalice construct."""
 
     def __init__(self, stack: Any) -> None:
+        import aws_cdk as cdk
         from aws_cdk.assertions import Template
 
         self.stack = stack
@@ -42,9 +43,30 @@ class Synth:
         self.json: dict[str, Any] = self.template.to_json()
         self.resources: dict[str, Any] = self.json["Resources"]
         self.zip_path = Path(stack.chalice._sam_package_dir) / "deployment.zip"
+        # The cloud assembly directory: CDK stages every asset there (asset.<hash>[.zip])
+        # while the stack is built, so it holds exactly what `cdk deploy` uploads.
+        self.outdir = Path(cdk.Stage.of(stack).outdir)  # type: ignore[union-attr]
 
     def of_type(self, kind: str) -> dict[str, Any]:
         return {k: v for k, v in self.resources.items() if v["Type"] == kind}
+
+
+# What the Lambda runtime provides besides the standard library (its /var/runtime), as
+# import names.
+RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six")
+
+
+def lambda_runtime_dir(target: Path) -> Path:
+    """A directory holding only the libraries the Lambda runtime provides, linked from this
+    venv (same versions as the runtime's, within what requirements pin)."""
+    import sysconfig
+
+    target.mkdir(parents=True, exist_ok=True)
+    site = Path(sysconfig.get_paths()["purelib"])
+    for module in RUNTIME_MODULES:
+        source = site / module if (site / module).exists() else site / f"{module}.py"
+        (target / source.name).symlink_to(source)
+    return target
 
 
 @pytest.fixture(scope="session")
