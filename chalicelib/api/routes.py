@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.routing import Route, match_route, route
 from chalicelib.http.telemetry import logger, record_request
+from chalicelib.registry import untrusted_json
 from chalicelib.registry.auth import Principal
 from chalicelib.registry.errors import (
     BadRequestError,
@@ -118,8 +119,8 @@ class ManagementApi:
         if len(raw) > MAX_BODY:
             raise BadRequestError("request body too large")
         try:
-            body = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            body = untrusted_json.loads(raw or b"null")
+        except ValueError as exc:  # also not UTF-8, and nested too deep to parse safely
             raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise BadRequestError("the body must be a JSON object")

@@ -32,6 +32,11 @@ def match_route(routes: tuple[Route[H], ...], method: str, path: str) -> tuple[H
             continue
         handler = candidate.methods.get(method)
         if handler is None:
-            raise MethodNotAllowedError(headers={"Allow": ", ".join(sorted(candidate.methods))})
+            allowed = ", ".join(sorted(candidate.methods))
+            raise MethodNotAllowedError(
+                f"method {method} is not allowed here; allowed: {allowed}",
+                detail={"method": method, "allowed": sorted(candidate.methods)},
+                headers={"Allow": allowed},
+            )
         return handler, found.groupdict()
     raise RouteNotFoundError(f"no such endpoint: {method} {path}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode
@@ -20,18 +21,22 @@ from chalicelib.registry.auth import (
     UploadCapability,
     utcnow,
 )
+from chalicelib.registry.digests import is_digest
 from chalicelib.registry.errors import (
     BlobUploadInvalidError,
+    BlobUploadUnknownError,
     ManifestTooBigError,
+    ManifestUnknownError,
     NameUnknownError,
     PaginationNumberInvalidError,
     RegistryError,
+    RequestTooLargeError,
     SizeInvalidError,
     UnauthorizedError,
     UnsupportedError,
 )
-from chalicelib.registry.manifests import OCI_INDEX
-from chalicelib.registry.names import RepositoryName, is_decimal
+from chalicelib.registry.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
+from chalicelib.registry.names import RepositoryName, is_decimal, is_tag
 from chalicelib.registry.service import (
     RegistryService,
     parse_content_range,
@@ -45,6 +50,9 @@ from .telemetry import record_request
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 JSON = "application/json"
+MAX_TOKEN_FORM = 64 * 1024
+# Upload session ids as the service issues them (UUIDs), with room to spare.
+UPLOAD_ID = re.compile(r"^[A-Za-z0-9-]{1,128}$")
 
 # What a Bearer challenge asks the token endpoint for, per action.
 SCOPE_ACTIONS = {Action.PULL: "pull", Action.PUSH: "pull,push", Action.DELETE: "delete"}
@@ -150,9 +158,8 @@ class V2Api:
                         "WWW-Authenticate": self._challenge(request, scope, "insufficient_scope")
                     },
                 )
-            return repo
-        self.auth.authorize(self._api_token(value), repo, action)
-        return repo
+            return grant.bind(repo)
+        return self.auth.authorize(self._api_token(value), repo, action)
 
     def _base(self, request: HttpRequest) -> str:
         return self.public_url or request.base_url
@@ -165,12 +172,14 @@ class V2Api:
     def _authorize_upload(self, request: HttpRequest, name: str, upload_id: str) -> RepositoryName:
         """Upload URLs carry a capability; clients that send no credentials to the upload
         origin (docker, containerd) are authorized by it alone."""
+        if not UPLOAD_ID.match(upload_id):
+            # Not an id this registry issues: no session has it, and the metadata store
+            # never sees an arbitrary key (DynamoDB refuses keys over 2 KB).
+            raise BlobUploadUnknownError(detail={"upload": upload_id[:128]})
         state = request.query.get("_state")
         if state is None:
             return self._authorize(request, name, Action.PUSH)
-        repo = RepositoryName.parse(name)
-        self.capability.verify(state, upload_id, repo)
-        return repo
+        return self.capability.verify(state, upload_id, RepositoryName.parse(name))
 
     # ---------------------------------------------------------------- base
 
@@ -200,7 +209,8 @@ class V2Api:
 
     def post_token(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
         """The OAuth2 form of the token endpoint (grant_type password or refresh_token)."""
-        form = parse_qs(_read_limited(request, 64 * 1024).decode("utf-8", "replace"))
+        raw = _read_limited(request, MAX_TOKEN_FORM, RequestTooLargeError, "token request form")
+        form = parse_qs(raw.decode("utf-8", "replace"))
         grant_type = (form.get("grant_type") or [""])[0]
         if grant_type == "password":
             secret = (form.get("password") or [""])[0] or (form.get("username") or [""])[0]
@@ -362,7 +372,7 @@ class V2Api:
 
     def get_manifest(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
         repo = self._authorize(request, params["name"], Action.PULL)
-        record = self.service.resolve_manifest(repo, params["reference"])
+        record = self.service.resolve_manifest(repo, _stored_reference(params["reference"]))
         body = b"" if request.method == "HEAD" else self.service.manifest_body(repo, record)
         return HttpResponse(
             200,
@@ -376,7 +386,7 @@ class V2Api:
 
     def put_manifest(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
         repo = self._authorize(request, params["name"], Action.PUSH)
-        body = _read_limited(request, 4 * 1024 * 1024)
+        body = _read_limited(request, MAX_MANIFEST_BYTES, ManifestTooBigError, "manifest")
         parsed = self.service.put_manifest(
             repo, params["reference"], body, request.header("content-type")
         )
@@ -391,7 +401,7 @@ class V2Api:
 
     def delete_manifest(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
         repo = self._authorize(request, params["name"], Action.DELETE)
-        self.service.delete_manifest(repo, params["reference"])
+        self.service.delete_manifest(repo, _stored_reference(params["reference"]))
         return HttpResponse(202, {"Content-Length": "0"})
 
     # ---------------------------------------------------------------- discovery
@@ -439,7 +449,7 @@ class V2Api:
         else:
             viewer = self._api_token(value)
         registries = [
-            r.name
+            r
             for r in self.service.store.list_registries(viewer.account_id)
             if viewer.may_use_registry(r.name)
         ]
@@ -458,6 +468,16 @@ def _json(status: int, body: object, content_type: str = JSON) -> HttpResponse:
     )
 
 
+def _stored_reference(reference: str) -> str:
+    """``reference`` if it could name a stored manifest. A push refuses a malformed tag, so
+    no manifest is ever stored under one: reading or deleting by it answers 404
+    MANIFEST_UNKNOWN, as for any tag that does not exist (only PUT reports the tag as
+    invalid). Digests are checked by the service: malformed ones answer DIGEST_INVALID."""
+    if not is_digest(reference) and not is_tag(reference):
+        raise ManifestUnknownError(detail={"tag": reference})
+    return reference
+
+
 def _page_size(request: HttpRequest) -> int | None:
     value = request.query.get("n")
     if value is None or value == "":
@@ -467,15 +487,21 @@ def _page_size(request: HttpRequest) -> int | None:
     return int(value)
 
 
-def _read_limited(request: HttpRequest, limit: int) -> bytes:
+def _read_limited(
+    request: HttpRequest, limit: int, too_large: type[RegistryError], what: str
+) -> bytes:
+    """The body, refused with ``too_large`` (a 413) once it passes ``limit`` bytes: no
+    more than ``limit + 1`` bytes are ever read."""
     data = request.body.read(limit + 1)
     if len(data) > limit:
-        raise ManifestTooBigError(f"manifest exceeds {limit} bytes")
+        raise too_large(f"{what} exceeds {limit} bytes", detail={"limit": limit})
     return data
 
 
 _NAME = r"(?P<name>[^?#]+?)"
-_DIGEST = r"(?P<digest>[A-Za-z0-9_+.-]+:[A-Za-z0-9=_-]+)"
+# Digests and upload ids match any one segment: a malformed one reaches its handler and
+# answers DIGEST_INVALID or BLOB_UPLOAD_UNKNOWN, not "no such endpoint".
+_DIGEST = r"(?P<digest>[^/]+)"
 ROUTES: tuple[Route[Handler], ...] = (
     route(r"^/v2/?$", GET=V2Api.ping, HEAD=V2Api.ping),
     route(r"^/v2/_catalog$", GET=V2Api.catalog),
@@ -491,7 +517,7 @@ ROUTES: tuple[Route[Handler], ...] = (
     ),
     route(rf"^/v2/{_NAME}/blobs/uploads/?$", POST=V2Api.start_upload),
     route(
-        rf"^/v2/{_NAME}/blobs/uploads/(?P<upload>[A-Za-z0-9-]+)$",
+        rf"^/v2/{_NAME}/blobs/uploads/(?P<upload>[^/]+)$",
         GET=V2Api.get_upload,
         PATCH=V2Api.patch_upload,
         PUT=V2Api.put_upload,

@@ -11,13 +11,14 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import jwt
 
 from .errors import (
+    BadRequestError,
     BlobUploadUnknownError,
     DeniedError,
     NameInvalidError,
@@ -137,17 +138,22 @@ class Authenticator:
             )
         return registry
 
-    def require_registry(self, principal: Principal, repo: RepositoryName) -> None:
-        self.visible_registry(principal, repo.registry)
+    def require_registry(self, principal: Principal, repo: RepositoryName) -> RegistryRecord:
+        return self.visible_registry(principal, repo.registry)
 
-    def authorize(self, principal: Principal, repo: RepositoryName, action: Action) -> None:
-        """Refuse unless ``principal`` may do ``action`` on ``repo``."""
-        self.require_registry(principal, repo)
+    def authorize(
+        self, principal: Principal, repo: RepositoryName, action: Action
+    ) -> RepositoryName:
+        """``repo`` bound to the registry incarnation its name resolves to now, unless
+        ``principal`` may not do ``action`` on it. A record cached from an earlier
+        incarnation binds that one: its items are gone, and every write re-checks the id."""
+        record = self.require_registry(principal, repo)
         if not principal.may(action):
             raise DeniedError(
                 f"token may not {action.value} {repo}",
                 detail={"name": str(repo), "action": action.value},
             )
+        return repo.bound(record.registry_id)
 
 
 class UploadCapability:
@@ -164,18 +170,27 @@ class UploadCapability:
         self._ttl = ttl
 
     def issue(self, upload_id: str, repo: RepositoryName, now: datetime) -> str:
-        claims = {"sid": upload_id, "repo": str(repo), "exp": now + self._ttl, "iat": now}
+        claims = {
+            "sid": upload_id,
+            "repo": str(repo),
+            "rid": repo.rid,  # the registry incarnation: a re-used name is another registry
+            "exp": now + self._ttl,
+            "iat": now,
+        }
         return jwt.encode(claims, self._key, algorithm=self.ALGORITHM)
 
-    def verify(self, capability: str, upload_id: str, repo: RepositoryName) -> None:
+    def verify(self, capability: str, upload_id: str, repo: RepositoryName) -> RepositoryName:
+        """``repo`` bound to the registry id the capability was issued for."""
         try:
             claims = jwt.decode(
                 capability, self._key, algorithms=[self.ALGORITHM], options={"require": ["exp"]}
             )
         except jwt.PyJWTError as exc:
             raise BlobUploadUnknownError(f"upload capability rejected: {exc}") from exc
-        if claims.get("sid") != upload_id or claims.get("repo") != str(repo):
+        rid = claims.get("rid")
+        if claims.get("sid") != upload_id or claims.get("repo") != str(repo) or not rid:
             raise BlobUploadUnknownError("upload capability does not match this upload")
+        return repo.bound(str(rid))
 
 
 def utcnow() -> datetime:
@@ -191,6 +206,10 @@ def utcnow() -> datetime:
 # issue time, so revoking an API token takes effect within one JWT lifetime.
 
 REPOSITORY_ACTIONS = frozenset({"pull", "push", "delete"})
+# What one token request may ask for. Clients ask for one repository, or a few when they
+# mount blobs across repositories; each registry named costs a metadata read.
+MAX_SCOPES = 100
+MAX_SCOPE_REGISTRIES = 10
 
 
 def derive_key(secret: str, purpose: str) -> bytes:
@@ -208,9 +227,18 @@ class AccessGrant:
     registries: frozenset[str] | None
     repositories: dict[str, frozenset[str]]
     catalog: bool = False
+    # The id of each registry granted, as it was when the grant was made: the grant holds
+    # for that incarnation only, never for a registry that takes the name later.
+    registry_ids: dict[str, str] = field(default_factory=dict)
 
     def allows(self, repo: RepositoryName, action: Action) -> bool:
-        return action.value in self.repositories.get(str(repo), frozenset())
+        return (
+            action.value in self.repositories.get(str(repo), frozenset())
+            and repo.registry in self.registry_ids
+        )
+
+    def bind(self, repo: RepositoryName) -> RepositoryName:
+        return repo.bound(self.registry_ids[repo.registry])
 
     def may_use_registry(self, registry: str) -> bool:
         return self.registries is None or registry in self.registries
@@ -225,15 +253,21 @@ class RequestedScope:
     @classmethod
     def parse_all(cls, values: list[str]) -> list[RequestedScope]:
         """``repository:<name>:pull,push`` and ``registry:catalog:*``; several may be given
-        as repeated parameters or space-separated (the OAuth2 form)."""
+        as repeated parameters or space-separated (the OAuth2 form). More than
+        ``MAX_SCOPES`` (malformed ones included) is refused: each costs work to grant."""
+        items = [item for value in values for item in value.split()]
+        if len(items) > MAX_SCOPES:
+            raise BadRequestError(
+                f"a token request may ask for at most {MAX_SCOPES} scopes, not {len(items)}",
+                detail={"scopes": len(items), "limit": MAX_SCOPES},
+            )
         scopes = []
-        for value in values:
-            for item in value.split():
-                kind, sep, rest = item.partition(":")
-                name, sep2, actions = rest.rpartition(":")
-                if not sep or not sep2 or not name:
-                    continue  # malformed scopes grant nothing, as in distribution
-                scopes.append(cls(kind, name, frozenset(a for a in actions.split(",") if a)))
+        for item in items:
+            kind, sep, rest = item.partition(":")
+            name, sep2, actions = rest.rpartition(":")
+            if not sep or not sep2 or not name:
+                continue  # malformed scopes grant nothing, as in distribution
+            scopes.append(cls(kind, name, frozenset(a for a in actions.split(",") if a)))
         return scopes
 
 
@@ -250,7 +284,21 @@ class RegistryTokens:
         self, principal: Principal, scopes: list[RequestedScope], authorizer: Authenticator
     ) -> AccessGrant:
         """Intersect what was asked with what the API token may do. Repositories the
-        token may not see are granted nothing (never an error: no existence leak)."""
+        token may not see are granted nothing (never an error: no existence leak).
+
+        Each registry named is read once, and a request naming more than
+        ``MAX_SCOPE_REGISTRIES`` registries is refused before any read: the cost of a
+        token request is bounded whatever it asks for."""
+        registries = {
+            scope.name.partition("/")[0] for scope in scopes if scope.kind == "repository"
+        }
+        if len(registries) > MAX_SCOPE_REGISTRIES:
+            raise BadRequestError(
+                f"a token request may name at most {MAX_SCOPE_REGISTRIES} registries, "
+                f"not {len(registries)}",
+                detail={"registries": len(registries), "limit": MAX_SCOPE_REGISTRIES},
+            )
+        visible: dict[str, str | None] = {}  # registry name -> id, None if not visible
         repositories: dict[str, frozenset[str]] = {}
         catalog = False
         for scope in scopes:
@@ -264,9 +312,13 @@ class RegistryTokens:
             except NameInvalidError:
                 continue
             wanted = REPOSITORY_ACTIONS if "*" in scope.actions else scope.actions
-            try:
-                authorizer.require_registry(principal, repo)
-            except NameUnknownError:
+            if repo.registry not in visible:
+                try:
+                    record = authorizer.require_registry(principal, repo)
+                    visible[repo.registry] = record.registry_id
+                except NameUnknownError:
+                    visible[repo.registry] = None
+            if visible[repo.registry] is None:
                 continue
             allowed = {
                 action.value
@@ -280,6 +332,7 @@ class RegistryTokens:
             principal.token.registries,
             repositories,
             catalog,
+            {name: rid for name, rid in visible.items() if rid is not None},
         )
 
     def issue(self, grant: AccessGrant, now: datetime) -> str:
@@ -300,6 +353,7 @@ class RegistryTokens:
             "access": access,
             "account": grant.account_id,
             "registries": sorted(grant.registries) if grant.registries is not None else None,
+            "rids": grant.registry_ids,
         }
         return jwt.encode(claims, self._key, algorithm=self.ALGORITHM)
 
@@ -324,12 +378,14 @@ class RegistryTokens:
                 elif entry["type"] == "registry" and entry["name"] == "catalog":
                     catalog = True
             registries = claims.get("registries")
+            rids = claims.get("rids") or {}
             return AccessGrant(
                 str(claims["sub"]),
                 str(claims["account"]),
                 frozenset(registries) if registries is not None else None,
                 repositories,
                 catalog,
+                {str(name): str(rid) for name, rid in dict(rids).items()},
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise UnauthorizedError("malformed registry token claims") from exc

@@ -39,8 +39,9 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
 }
 
 # The spec answers an oversized manifest with 413 Payload Too Large but has no code of its
-# own for it: it keeps MANIFEST_INVALID and overrides the status, the one such exception.
-STATUS_OVERRIDES: dict[str, int] = {"ManifestTooBigError": 413}
+# own for it: it keeps MANIFEST_INVALID and overrides the status. Other oversized bodies
+# (the token endpoint's form) do the same with BAD_REQUEST.
+STATUS_OVERRIDES: dict[str, int] = {"ManifestTooBigError": 413, "RequestTooLargeError": 413}
 
 
 class RegistryError(Exception):
@@ -144,6 +145,12 @@ class MethodNotAllowedError(RegistryError):
 
 
 class BadRequestError(RegistryError):
+    code = "BAD_REQUEST"
+
+
+class RequestTooLargeError(RegistryError):
+    """A request body (other than a manifest) over its limit: 413."""
+
     code = "BAD_REQUEST"
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from .digests import Digest
 from .errors import DigestInvalidError, ManifestInvalidError, ManifestTooBigError
+from .untrusted_json import MAX_JSON_DEPTH, JsonTooDeepError, loads
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -25,6 +25,7 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES | {OCI_ARTIFACT}
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_SIZE = 2**63 - 1  # a descriptor's size is an int64
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,10 @@ class Descriptor:
             Digest.parse(digest)
         except DigestInvalidError as exc:
             raise ManifestInvalidError(f"{where}.digest: {exc.message}") from exc
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ManifestInvalidError(f"{where}.size must be a non-negative integer")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+            # The image spec types size as int64; a bigger number cannot be a real blob and
+            # would not fit a DynamoDB number either.
+            raise ManifestInvalidError(f"{where}.size must be an integer from 0 to {MAX_SIZE}")
         artifact_type = value.get("artifactType")
         annotations = value.get("annotations")
         urls = value.get("urls") or []
@@ -118,8 +121,13 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
             detail={"size": len(body), "limit": MAX_MANIFEST_BYTES},
         )
     try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = loads(body)
+    except JsonTooDeepError as exc:
+        raise ManifestInvalidError(
+            f"manifest nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+            detail={"limit": MAX_JSON_DEPTH},
+        ) from exc
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
         raise ManifestInvalidError(f"manifest is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise ManifestInvalidError("manifest must be a JSON object")

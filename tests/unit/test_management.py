@@ -320,8 +320,11 @@ def test_purge_is_resumable_within_a_deletion_budget(
     push(service, APP, "v1", "app")  # two blob objects
     mgmt.delete_registry(admin, REGISTRY)
     assert mgmt.purge_deleted_registries(budget=1) == 0
-    assert store.get_registry(REGISTRY) is not None  # the name goes last
-    assert mgmt.purge_deleted_registries(budget=1) == 1
+    # The budget holds for the registry's items too (a call per item at budget 1).
+    for _ in range(10):
+        assert store.get_registry(REGISTRY) is not None  # the name goes last
+        if mgmt.purge_deleted_registries(budget=1) == 1:
+            break
     assert store.get_registry(REGISTRY) is None
     assert not [k for k in blobs.objects if k.startswith(f"registries/{rid(REGISTRY)}/")]
 
@@ -963,17 +966,16 @@ def test_authenticate_records_last_use_at_most_once_a_minute(
     mgmt: ManagementService, store: MemoryMetadataStore, clock: FakeClock
 ) -> None:
     secret = make_token(store, ACCOUNT, {"pull"})
-    record = store.get_token_by_hash(hash_token(secret))
-    assert record is not None
-    assert record.last_used_at is None
+    saved = store.tokens[hash_token(secret)]  # what is stored (reads are snapshots)
+    assert saved.last_used_at is None
     mgmt.authenticate(secret)
-    assert record.last_used_at == START
+    assert store.tokens[hash_token(secret)].last_used_at == START
     clock.advance(timedelta(seconds=59))
     mgmt.authenticate(secret)
-    assert record.last_used_at == START
+    assert store.tokens[hash_token(secret)].last_used_at == START
     clock.advance(timedelta(seconds=1))
     mgmt.authenticate(secret)
-    assert record.last_used_at == START + timedelta(minutes=1)
+    assert store.tokens[hash_token(secret)].last_used_at == START + timedelta(minutes=1)
 
 
 def test_authenticate_rejects_unknown_secrets(mgmt: ManagementService) -> None:
