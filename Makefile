@@ -26,10 +26,10 @@ system-deps:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check chalicelib portside app.py
+	$(BIN)/ruff format --check chalicelib portside portside_edge app.py
 
 typecheck: venv
-	$(BIN)/mypy chalicelib portside app.py
+	$(BIN)/mypy chalicelib portside portside_edge app.py
 
 unit: venv
 	$(BIN)/python -m pytest -q tests/unit
@@ -46,6 +46,10 @@ clean:
 ## `make deploy STAGE=dev` and `make destroy STAGE=dev` need AWS credentials (and docker
 ## for the upload host image). Stages are defined in infra/stages.py.
 STAGE ?= dev
+## cdk's --require-approval for `make deploy`: `broadening` (default) stops and asks before a
+## deploy widens IAM or security groups, which needs a terminal; CI and other
+## non-interactive runs pass APPROVAL=never (`make deploy STAGE=dev APPROVAL=never`).
+APPROVAL ?= broadening
 SYNTH_ACCOUNT ?= 123456789012
 SYNTH_REGION ?= us-east-1
 CDK_ENV := JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1 CDK_DISABLE_VERSION_CHECK=1
@@ -72,10 +76,12 @@ synth: infra-deps
 	  node_modules/.bin/cdk synth --quiet --no-notices --no-version-reporting \
 	  && echo "synthesised into infra/cdk.out/:" $$(cd cdk.out && ls *.template.json)
 
-## Deploy one stage with your AWS credentials (bootstraps the account/region the first time).
+## Deploy one stage with your AWS credentials (bootstraps the account/region the first time,
+## and us-east-1 too, where the Lambda@Edge function lives). A stage that still has the
+## example domain/zone/e-mail of infra/stages.py is refused before anything is created.
 deploy: infra-deps
 	$(CDK) bootstrap -c stage=$(STAGE) --no-notices
-	$(CDK) deploy -c stage=$(STAGE) --no-notices --require-approval broadening \
+	$(CDK) deploy -c stage=$(STAGE) --no-notices --require-approval $(APPROVAL) \
 	  --outputs-file cdk.out/outputs-$(STAGE).json Portside-$(STAGE)
 
 ## Delete one stage (stages with retain_data keep their table, buckets and secret).

@@ -27,7 +27,7 @@ from chalicelib.registry.errors import (
     ManifestInvalidError,
     NameUnknownError,
 )
-from chalicelib.registry.names import RepositoryName
+from chalicelib.registry.names import MAX_NAME_LENGTH, RepositoryName
 from chalicelib.registry.records import (
     BlobRecord,
     ManifestRecord,
@@ -252,11 +252,9 @@ class DynamoMetadataStore:
         return item is not None
 
     def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]:
-        condition = (
-            Item.sk.startswith("REPO#")
-            if after is None
-            else Item.sk.between(f"REPO#{after}\x00", "REPO#\U0010ffff")
-        )
+        condition = _after("REPO#", after, MAX_NAME_LENGTH)
+        if condition is None:
+            return []
         items = Item.query(rid_pk(registry_id), condition, limit=limit)
         return [i.sk.removeprefix("REPO#") for i in items]
 
@@ -623,22 +621,17 @@ class DynamoMetadataStore:
         return _delete_existing(TagItem(repo_pk(repo), f"TAG#{tag}"))
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
-        # "\x00" sorts before every tag character, so this starts just after ``after``.
-        condition = (
-            Item.sk.startswith("TAG#")
-            if after is None
-            else Item.sk.between(f"TAG#{after}\x00", "TAG#\U0010ffff")
-        )
+        condition = _after("TAG#", after, MAX_TAG_LENGTH)
+        if condition is None:
+            return []
         return [_tag_record(i) for i in TagItem.query(repo_pk(repo), condition, limit=limit)]
 
     def list_manifests(
         self, repo: RepositoryName, after: str | None, limit: int
     ) -> list[ManifestRecord]:
-        condition = (
-            Item.sk.startswith("MANIFEST#")
-            if after is None
-            else Item.sk.between(f"MANIFEST#{after}\x00", "MANIFEST#\U0010ffff")
-        )
+        condition = _after("MANIFEST#", after, MAX_DIGEST_LENGTH)
+        if condition is None:
+            return []
         return [
             _manifest_record(i) for i in ManifestItem.query(repo_pk(repo), condition, limit=limit)
         ]
@@ -756,6 +749,34 @@ def _registry_live() -> Condition:
         RegistryItem.deleting == False  # noqa: E712
     )
     return live
+
+
+# The longest key each listing can hold (names.py): a client's ``after`` is cut to it, which
+# changes nothing about what sorts after it, and keeps the sort key under DynamoDB's limit.
+MAX_TAG_LENGTH = 128
+MAX_DIGEST_LENGTH = 255
+
+
+def _after(prefix: str, after: str | None, longest: int) -> Condition | None:
+    """Sort keys under ``prefix`` that come after ``prefix + after``; None if none can.
+
+    ``after`` comes from the client (``last``, a page token) and may be anything, while the
+    keys are ASCII (names, tags and digests are validated). So a non-ASCII character in it
+    becomes "\x7f", which sorts after every character a key holds and before none: the
+    same keys come after it, and the bound stays within DynamoDB's 1 KB sort key. "\x00"
+    sorts before every character, so the range starts just after ``after``.
+    """
+    if after is None:
+        start: Condition = Item.sk.startswith(prefix)
+        return start
+    cut = next((i for i, ch in enumerate(after) if not ch.isascii()), None)
+    if cut is not None:
+        after = after[:cut] + "\x7f"
+    low, high = f"{prefix}{after[:longest]}\x00", f"{prefix}\U0010ffff"
+    if low >= high:
+        return None
+    between: Condition = Item.sk.between(low, high)
+    return between
 
 
 def _repository_open() -> Condition:

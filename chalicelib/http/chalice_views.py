@@ -12,7 +12,8 @@ from .messages import HttpRequest, HttpResponse
 from .telemetry import logger
 from .v2 import V2Api
 
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+# OPTIONS too: otherwise Chalice answers it itself, with a body that is not the spec's JSON.
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # Request bodies of these types reach the Lambda base64-encoded (API Gateway binaryMediaTypes);
 # responses never use them, since Chalice refuses a binary response to a request whose Accept
 # header does not name a binary type.

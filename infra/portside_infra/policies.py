@@ -61,7 +61,7 @@ def _list_registries(bucket: s3.IBucket) -> iam.PolicyStatement:
 def api_statements(
     table: dynamodb.ITable, bucket: s3.IBucket, secret: secretsmanager.ISecret
 ) -> list[iam.PolicyStatement]:
-    """The API function and the upload host: the whole registry."""
+    """The API function: the whole registry."""
     return [
         iam.PolicyStatement(
             actions=API_TABLE_ACTIONS, resources=[table.table_arn, _index_arn(table)]
@@ -70,6 +70,55 @@ def api_statements(
             actions=API_OBJECT_ACTIONS, resources=[_registries(bucket), _uploads(bucket)]
         ),
         _list_registries(bucket),
+        iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]
+        ),
+    ]
+
+
+# What the upload host's requests call (portside/upload_host.py serves PATCH and PUT on an
+# upload session, GET/DELETE of a session, and the monolithic POST ?digest=):
+# - the token and registry reads of chalicelib/registry/auth.py (GetItem), the use stamp of
+#   an API token (UpdateItem);
+# - the session's item (GetItem, conditional PutItem as it advances, DeleteItem on cancel);
+# - the commit transaction (blob record + storage counter + link, end of the session:
+#   TransactWriteItems needs the per-item actions, ConditionCheckItem included).
+# No Query (nothing on the upload path lists), no BatchGetItem, no BatchWriteItem, no index.
+UPLOAD_TABLE_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:ConditionCheckItem",
+]
+# Multipart (CreateMultipartUpload, UploadPart and CompleteMultipartUpload are s3:PutObject),
+# reading back a tail or a chunked upload to hash it, deleting its own leftovers, aborting.
+UPLOAD_OBJECT_ACTIONS = [
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+]
+
+
+def _blobs(bucket: s3.IBucket) -> str:
+    # Committing copies nothing: a blob's bytes stay where its upload wrote them, under
+    # registries/<registry>/blobs/ (chalicelib/registry/service.py, upload_data_prefix).
+    return bucket.arn_for_objects("registries/*/blobs/*")
+
+
+def upload_host_statements(
+    table: dynamodb.ITable, bucket: s3.IBucket, secret: secretsmanager.ISecret
+) -> list[iam.PolicyStatement]:
+    """The upload host: upload bodies only. Nothing on manifests (registries/*/manifests/),
+    no listing, no batch writes: a compromised task can write and delete blobs' bytes and
+    upload scratch, not rewrite what a tag points to."""
+    return [
+        iam.PolicyStatement(actions=UPLOAD_TABLE_ACTIONS, resources=[table.table_arn]),
+        iam.PolicyStatement(
+            actions=UPLOAD_OBJECT_ACTIONS, resources=[_uploads(bucket), _blobs(bucket)]
+        ),
+        # Upload capabilities and registry JWTs are checked with the signing key.
         iam.PolicyStatement(
             actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn]
         ),

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -20,6 +19,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_ecs_patterns as ecs_patterns
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
@@ -27,11 +27,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
+from aws_cdk import custom_resources as cr
 from chalice.cdk import Chalice
 from constructs import Construct
 
+from portside_edge.gateway_responses import STACK_GATEWAY_RESPONSES
+
 from . import policies
-from .lambda_bundle import REPO_ROOT, build_source_dir
+from .lambda_bundle import REPO_ROOT, LambdaSettings, build_source_dir
 
 # Chalice's names for the functions (lambda_functions keys) and their logical IDs.
 API_FUNCTION = "api_handler"
@@ -44,6 +47,18 @@ ROLE_PLACEHOLDER = "arn:aws:iam::000000000000:role/replaced-by-cdk"
 UPLOAD_PORT = 8080
 METRICS_NAMESPACE = "Portside"  # chalicelib/http/telemetry.py
 METRICS_SERVICE = "portside"
+# The Lambda@Edge origin-response function (stdlib Python, the asset as it is).
+EDGE_DIR = REPO_ROOT / "portside_edge"
+EDGE_HANDLER = "origin_response.handler"
+# Only CloudFront reaches the upload host's ALB: its origin-facing servers' prefix list in the
+# security group, and this header (a generated secret) on the listener rule that forwards.
+CLOUDFRONT_PREFIX_LIST = "com.amazonaws.global.cloudfront.origin-facing"
+ORIGIN_VERIFY_HEADER = "X-Portside-Origin-Verify"
+# The 4xx/5xx codes whose caching a distribution can set (CloudFront's CustomErrorResponse
+# codes). Each gets an error-caching minimum TTL of 0: CloudFront caches 4xx/5xx answers to
+# GET/HEAD for 10 s by default, and a cached 404 of a blob or manifest HEAD would outlive
+# the push that creates it ("blob unknown" right after the upload).
+CLOUDFRONT_ERROR_CODES = (400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504)
 
 
 class PortsideStack(cdk.Stack):
@@ -69,6 +84,8 @@ class PortsideStack(cdk.Stack):
         self.upload_distribution: cloudfront.Distribution | None = None
         self.api_distribution: cloudfront.Distribution | None = None
 
+        # .chalice/config.json: every Lambda setting of this stage (Chalice's precedence).
+        self.lambda_settings = LambdaSettings.load(stage.name)
         self.roles = self._function_roles()
         self.chalice = self._chalice_app()
         self.public_url = self._public_entry()
@@ -210,7 +227,9 @@ class PortsideStack(cdk.Stack):
                 self,
                 f"{logical}Logs",
                 log_group_name=f"/portside/{self.stage.name}/{name}",
-                retention=_retention(self.stage.log_retention_days),
+                # log_retention_in_days of .chalice/config.json, applied to the group the
+                # function really logs to (LoggingConfig, set in _chalice_app).
+                retention=_retention(self.lambda_settings.log_retention_days(name)),
                 removal_policy=cdk.RemovalPolicy.DESTROY,
             )
             role = iam.Role(
@@ -232,50 +251,24 @@ class PortsideStack(cdk.Stack):
         return roles
 
     def _chalice_config(self) -> dict[str, Any]:
-        stage = self.stage
-        static_env = {
-            "PORTSIDE_TABLE": stage.table,
-            "PORTSIDE_TOKEN_SERVICE": stage.token_service,
-            "PORTSIDE_TOKEN_TTL_SECONDS": str(stage.token_ttl_seconds),
-            "PORTSIDE_UPLOAD_TTL_SECONDS": str(stage.upload_ttl_seconds),
-            "PORTSIDE_PRESIGN_TTL_SECONDS": str(stage.presign_ttl_seconds),
-            "PORTSIDE_PART_SIZE": str(stage.part_size_bytes),
-            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": stage.log_level,
-        }
-        scheduled = {
-            name: {
+        """The stage's part of .chalice/config.json, checked, plus what the stack owns: the
+        roles it creates and the table's name (injected as environment)."""
+        settings = self.lambda_settings
+        settings.check_reserved_concurrency(
+            list(LOGICAL_IDS), self.stage.account_unreserved_concurrency
+        )
+        injected = {"PORTSIDE_TABLE": self.stage.table}
+        return settings.packaged(
+            self.stage.stack_name,
+            {
+                "autogen_policy": False,
+                "manage_iam_role": False,
+                # chalice package wants a role ARN; _chalice_app replaces it, per function,
+                # with the role _function_roles created.
                 "iam_role_arn": ROLE_PLACEHOLDER,
-                "lambda_timeout": stage.schedule_timeout_seconds,
-                "lambda_memory_size": 512,
-                **(
-                    {"reserved_concurrency": stage.schedule_reserved_concurrency}
-                    if stage.schedule_reserved_concurrency is not None
-                    else {}
-                ),
-            }
-            for name in SCHEDULED
-        }
-        return {
-            "version": "2.0",
-            "app_name": "portside",
-            "automatic_layer": False,
-            "stages": {
-                stage.stack_name: {
-                    "api_gateway_stage": stage.api_gateway_stage,
-                    "api_gateway_endpoint_type": "REGIONAL",
-                    "autogen_policy": False,
-                    "manage_iam_role": False,
-                    "iam_role_arn": ROLE_PLACEHOLDER,
-                    "lambda_memory_size": stage.lambda_memory_mib,
-                    "lambda_timeout": stage.lambda_timeout_seconds,
-                    "lambda_architecture": "arm64" if stage.lambda_arm64 else "x86_64",
-                    "environment_variables": static_env,
-                    "lambda_functions": {API_FUNCTION: {}, **scheduled},
-                }
+                "environment_variables": injected,
             },
-        }
+        )
 
     def _chalice_app(self) -> Chalice:
         # chalice package resolves the API Gateway service principal through a boto3 client,
@@ -324,20 +317,29 @@ class PortsideStack(cdk.Stack):
     # ---------------------------------------------------------- entry points
 
     def _certificate(self) -> acm.ICertificate | None:
+        """The certificate of the domain's two names, for the CloudFront distributions they
+        are aliases of: CloudFront only takes certificates from us-east-1."""
         domain = self.stage.domain
         if domain is None:
             return None
-        if domain.certificate_arn:
+        if domain.certificate_arn:  # stages.Domain checked that it is a us-east-1 ARN
             return acm.Certificate.from_certificate_arn(self, "Certificate", domain.certificate_arn)
         zone = self._zone()
         if zone is None:
             raise ValueError(f"stage {self.stage.name}: a domain needs certificate_arn or a zone")
-        return acm.Certificate(
-            self,
-            "Certificate",
-            domain_name=domain.name,
-            subject_alternative_names=[domain.uploads],
-            validation=acm.CertificateValidation.from_dns(zone),
+        names: dict[str, Any] = {
+            "domain_name": domain.name,
+            "subject_alternative_names": [domain.uploads],
+        }
+        if self.region == "us-east-1":
+            return acm.Certificate(
+                self, "Certificate", validation=acm.CertificateValidation.from_dns(zone), **names
+            )
+        # From another region, a custom resource requests and DNS-validates it in us-east-1
+        # (the one construct that does so within this stack; CDK marks it deprecated in
+        # favour of a second stack with cross-region references).
+        return acm.DnsValidatedCertificate(
+            self, "Certificate", hosted_zone=zone, region="us-east-1", **names
         )
 
     def _zone(self) -> route53.IHostedZone | None:
@@ -355,77 +357,108 @@ class PortsideStack(cdk.Stack):
 
     def _public_entry(self) -> str:
         """docker needs /v2/ at the root of a host, while API Gateway serves the stage under
-        /<stage>/: a custom domain maps the stage to its root; without one, CloudFront in
-        front of the API (origin path /<stage>) gives a stable HTTPS host with /v2/ at /."""
+        /<stage>/: CloudFront in front of the API (origin path /<stage>) gives a host with
+        /v2/ at its root, in every stage. A custom domain is an alias of this distribution,
+        not an API Gateway custom domain, so that what the distribution does (restore
+        WWW-Authenticate at the edge, never cache) holds for it too."""
         stage = self.stage
-        if stage.domain is not None:
-            assert self.domain_cert is not None
-            domain = apigateway.DomainName(
-                self,
-                "ApiDomain",
-                domain_name=stage.domain.name,
-                certificate=self.domain_cert,
-                endpoint_type=apigateway.EndpointType.REGIONAL,
-                security_policy=apigateway.SecurityPolicy.TLS_1_2,
-            )
-            apigateway.CfnBasePathMapping(
-                self,
-                "ApiDomainMapping",
-                domain_name=domain.domain_name,
-                rest_api_id=cdk.Fn.ref("RestAPI"),
-                # SAM's reference to the stage it generates: the mapping waits for it.
-                stage=cdk.Fn.ref("RestAPI.Stage"),
-            )
-            zone = self._zone()
-            if zone is not None:
-                route53.ARecord(
-                    self,
-                    "ApiAlias",
-                    zone=zone,
-                    record_name=stage.domain.name,
-                    target=route53.RecordTarget.from_alias(
-                        route53_targets.ApiGatewayDomain(domain)
-                    ),
-                )
-            cdk.CfnOutput(
-                self,
-                "ApiDomainTarget",
-                value=domain.domain_name_alias_domain_name,
-                description="DNS target of the registry domain (without a zone)",
-            )
-            return f"https://{stage.domain.name}"
+        self._gateway_responses()
         origin = origins.HttpOrigin(
             cdk.Fn.sub("${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}"),
-            origin_path=f"/{stage.api_gateway_stage}",
+            origin_path=f"/{self.lambda_settings.api_gateway_stage}",
             protocol_policy=cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
         )
-        # Authorization can only reach the origin through the cache key; responses are
-        # cached for at most a second, keyed by credentials, Accept and the query.
-        cache = cloudfront.CachePolicy(
-            self,
-            "ApiCachePolicy",
-            default_ttl=cdk.Duration.seconds(0),
-            min_ttl=cdk.Duration.seconds(0),
-            max_ttl=cdk.Duration.seconds(1),
-            header_behavior=cloudfront.CacheHeaderBehavior.allow_list("Authorization", "Accept"),
-            query_string_behavior=cloudfront.CacheQueryStringBehavior.all(),
-            cookie_behavior=cloudfront.CacheCookieBehavior.none(),
-        )
+        domain = stage.domain
+        self.edge_function = self._origin_response_function()
         self.api_distribution = cloudfront.Distribution(
             self,
             "ApiDistribution",
             comment=f"Portside {stage.name}: registry API (/v2/ at the root)",
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            error_responses=_no_error_caching(),
+            **self._aliases(domain.name if domain else None),
             default_behavior=cloudfront.BehaviorOptions(
                 origin=origin,
                 viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
                 allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
-                cache_policy=cache,
+                # Nothing from /v2/ or /api/v1/ is cached: tokens, tags, upload states and
+                # 404s all change; blob bytes never pass here (307 to S3).
+                cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+                # Every viewer header (Authorization, Accept, Content-Type, Content-Range,
+                # Docker-*, ...) and query string, but not Host: API Gateway answers only to
+                # its own host name. CloudFront refuses Authorization in a custom origin
+                # request policy; the managed AllViewer* policies forward it when caching
+                # is disabled.
                 origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
+                # API Gateway renames WWW-Authenticate (x-amzn-Remapped-...); this puts it
+                # back, on 401s too (viewer-side functions do not run on origin errors).
+                edge_lambdas=[
+                    cloudfront.EdgeLambda(
+                        function_version=self.edge_function.current_version,
+                        event_type=cloudfront.LambdaEdgeEventType.ORIGIN_RESPONSE,
+                    )
+                ],
                 compress=False,
             ),
         )
+        if domain is not None:
+            self._alias_records("Api", domain.name, self.api_distribution)
+            cdk.CfnOutput(
+                self,
+                "ApiDomainTarget",
+                value=self.api_distribution.distribution_domain_name,
+                description="DNS target (CNAME) of the registry domain, without a zone",
+            )
+            return f"https://{domain.name}"
         return f"https://{self.api_distribution.distribution_domain_name}"
+
+    def _gateway_responses(self) -> None:
+        """API Gateway's own refusals as OCI JSON. In the OpenAPI body (not as separate
+        AWS::ApiGateway::GatewayResponse resources) so that SAM's deployment, whose id
+        hashes the body, redeploys the stage when they change."""
+        self.chalice.get_resource("RestAPI").add_property_override(
+            "DefinitionBody.x-amazon-apigateway-gateway-responses", gateway_responses()
+        )
+
+    def _origin_response_function(self) -> cloudfront.experimental.EdgeFunction:
+        """Lambda@Edge (created in us-east-1 whatever the stack's region: from another
+        region CDK deploys it in a small companion stack) running portside_edge/."""
+        if not (EDGE_DIR / "origin_response.py").is_file():
+            raise FileNotFoundError(f"{EDGE_DIR}/origin_response.py: the edge function's code")
+        return cloudfront.experimental.EdgeFunction(
+            self,
+            "OriginResponse",
+            description=f"Portside {self.stage.name}: restore WWW-Authenticate, HEAD lengths",
+            # Lambda@Edge: x86_64 only, no environment variables, at most 30 s on origin
+            # events; the function only rewrites headers.
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            handler=EDGE_HANDLER,
+            code=lambda_.Code.from_asset(
+                str(EDGE_DIR), exclude=["__pycache__", "*.pyc", ".mypy_cache"]
+            ),
+            memory_size=128,
+            timeout=cdk.Duration.seconds(5),
+        )
+
+    def _aliases(self, name: str | None) -> dict[str, Any]:
+        """A distribution's custom name, when the stage has a domain."""
+        if name is None:
+            return {}
+        return {
+            "domain_names": [name],
+            "certificate": self.domain_cert,
+            "minimum_protocol_version": cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+        }
+
+    def _alias_records(
+        self, prefix: str, name: str, distribution: cloudfront.IDistribution
+    ) -> None:
+        zone = self._zone()
+        if zone is None:
+            return
+        target = route53.RecordTarget.from_alias(route53_targets.CloudFrontTarget(distribution))
+        route53.ARecord(self, f"{prefix}Alias", zone=zone, record_name=name, target=target)
+        route53.AaaaRecord(self, f"{prefix}AliasIpv6", zone=zone, record_name=name, target=target)
 
     def _upload_host(self) -> str:
         """The streaming upload host: the same code on ECS Fargate behind an ALB."""
@@ -461,7 +494,7 @@ class PortsideStack(cdk.Stack):
             self,
             "UploadHostLogs",
             log_group_name=f"/portside/{stage.name}/upload-host",
-            retention=_retention(stage.log_retention_days),
+            retention=_retention(self.lambda_settings.log_retention_days(API_FUNCTION)),
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         domain = stage.domain
@@ -475,17 +508,25 @@ class PortsideStack(cdk.Stack):
             "PORTSIDE_BUCKET": self.bucket.bucket_name,
             "PORTSIDE_SIGNING_KEY_SECRET_ARN": self.secret.secret_arn,
             "PORTSIDE_PUBLIC_URL": self.public_url,
-            "PORTSIDE_TOKEN_SERVICE": stage.token_service,
-            "PORTSIDE_TOKEN_TTL_SECONDS": str(stage.token_ttl_seconds),
-            "PORTSIDE_UPLOAD_TTL_SECONDS": str(stage.upload_ttl_seconds),
-            "PORTSIDE_PRESIGN_TTL_SECONDS": str(stage.presign_ttl_seconds),
-            "PORTSIDE_PART_SIZE": str(stage.part_size_bytes),
-            "POWERTOOLS_SERVICE_NAME": METRICS_SERVICE,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": stage.log_level,
+            # The application settings of .chalice/config.json, as the API function has them.
+            **self.lambda_settings.environment(API_FUNCTION),
         }
         if upload_url:
             environment["PORTSIDE_UPLOAD_URL"] = upload_url
+        # With a domain, CloudFront reaches the ALB over TLS too: the ALB presents a
+        # certificate for uploads.<domain>, the Host CloudFront forwards (and checks the
+        # certificate against). Without one there is no name to certify: HTTP.
+        listener: dict[str, Any] = (
+            {
+                "protocol": elbv2.ApplicationProtocol.HTTPS,
+                "listener_port": 443,
+                "certificate": self._origin_certificate(),
+                "ssl_policy": elbv2.SslPolicy.RECOMMENDED_TLS,
+                "redirect_http": False,
+            }
+            if domain
+            else {"protocol": elbv2.ApplicationProtocol.HTTP, "listener_port": 80}
+        )
         service = ecs_patterns.ApplicationLoadBalancedFargateService(
             self,
             "UploadHost",
@@ -514,18 +555,9 @@ class PortsideStack(cdk.Stack):
                 environment=environment,
                 log_driver=ecs.LogDrivers.aws_logs(stream_prefix="upload", log_group=log_group),
             ),
-            **(
-                {
-                    "certificate": self.domain_cert,
-                    "protocol": elbv2.ApplicationProtocol.HTTPS,
-                    "redirect_http": True,
-                    "ssl_policy": elbv2.SslPolicy.RECOMMENDED_TLS,
-                    "domain_name": domain.uploads,
-                    **({"domain_zone": self._zone()} if self._zone() else {}),
-                }
-                if domain
-                else {}
-            ),
+            # Reached through CloudFront only (_restrict_to_cloudfront): no 0.0.0.0/0 rule.
+            open_listener=False,
+            **listener,
         )
         service.target_group.configure_health_check(path="/healthz", healthy_http_codes="200")
         service.target_group.set_attribute("deregistration_delay.timeout_seconds", "120")
@@ -533,35 +565,164 @@ class PortsideStack(cdk.Stack):
             min_capacity=config.min_tasks, max_capacity=config.max_tasks
         )
         scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
-        for statement in policies.api_statements(self.table, self.bucket, self.secret):
+        # Upload bodies only: not the API's policy (policies.upload_host_statements).
+        for statement in policies.upload_host_statements(self.table, self.bucket, self.secret):
             service.task_definition.add_to_task_role_policy(statement)
         self.upload_host = service
+        # The pattern outputs the ALB's name and http:// URL, which answer 403 to anyone
+        # but CloudFront: the outputs name the distributions instead.
+        for output in ("LoadBalancerDNS", "ServiceURL"):
+            service.node.try_remove_child(output)
+        port = 443 if domain else 80
+        verify = self._restrict_to_cloudfront(service, port)
 
-        if upload_url is None:
-            # No certificate without a domain: CloudFront gives the ALB an HTTPS front.
-            self.upload_distribution = cloudfront.Distribution(
-                self,
-                "UploadDistribution",
-                comment=f"Portside {stage.name}: upload host",
-                price_class=cloudfront.PriceClass.PRICE_CLASS_100,
-                default_behavior=cloudfront.BehaviorOptions(
-                    origin=origins.LoadBalancerV2Origin(
-                        service.load_balancer,
-                        protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
-                        read_timeout=cdk.Duration.seconds(60),
+        # CloudFront gives the ALB its HTTPS front (and the domain's name, if any).
+        self.upload_distribution = cloudfront.Distribution(
+            self,
+            "UploadDistribution",
+            comment=f"Portside {stage.name}: upload host",
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            error_responses=_no_error_caching(),
+            **self._aliases(domain.uploads if domain else None),
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=origins.LoadBalancerV2Origin(
+                    service.load_balancer,
+                    protocol_policy=(
+                        cloudfront.OriginProtocolPolicy.HTTPS_ONLY
+                        if domain
+                        else cloudfront.OriginProtocolPolicy.HTTP_ONLY
                     ),
-                    viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
-                    allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
-                    cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
-                    origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER,
-                    compress=False,
+                    custom_headers={ORIGIN_VERIFY_HEADER: verify},
+                    # The longest CloudFront waits for the origin's first byte without a
+                    # quota increase. It starts once the body is forwarded; the final
+                    # PUT ?digest= answers within it whatever the blob's size, since
+                    # committing copies nothing (docs/deploy.md).
+                    read_timeout=cdk.Duration.seconds(60),
+                    # Reuse connections to the ALB (idle timeout 900 s) as long as CloudFront
+                    # allows without a quota increase, rather than 5 s.
+                    keepalive_timeout=cdk.Duration.seconds(60),
                 ),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_ALL,
+                cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
+                origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER,
+                compress=False,
+            ),
+        )
+        if domain is not None:
+            self._alias_records("Upload", domain.uploads, self.upload_distribution)
+            cdk.CfnOutput(
+                self,
+                "UploadDomainTarget",
+                value=self.upload_distribution.distribution_domain_name,
+                description="DNS target (CNAME) of the upload domain, without a zone",
             )
+        if upload_url is None:
             upload_url = f"https://{self.upload_distribution.distribution_domain_name}"
             service.task_definition.default_container.add_environment(  # type: ignore[union-attr]
                 "PORTSIDE_UPLOAD_URL", upload_url
             )
         return upload_url
+
+    def _origin_certificate(self) -> acm.ICertificate:
+        """The ALB's certificate for uploads.<domain>, in the stack's region."""
+        domain = self.stage.domain
+        assert domain is not None and self.domain_cert is not None
+        if self.region == "us-east-1":
+            return self.domain_cert  # the CloudFront certificate covers uploads.<domain>
+        if domain.origin_certificate_arn:
+            return acm.Certificate.from_certificate_arn(
+                self, "OriginCertificate", domain.origin_certificate_arn
+            )
+        zone = self._zone()
+        if zone is None:
+            raise ValueError(
+                f"stage {self.stage.name}: outside us-east-1, the upload host's load balancer "
+                f"needs a certificate for {domain.uploads} in {self.region}: set "
+                "domain.origin_certificate_arn, or a hosted zone to validate one in"
+            )
+        return acm.Certificate(
+            self,
+            "OriginCertificate",
+            domain_name=domain.uploads,
+            validation=acm.CertificateValidation.from_dns(zone),
+        )
+
+    def _restrict_to_cloudfront(
+        self, service: ecs_patterns.ApplicationLoadBalancedFargateService, port: int
+    ) -> str:
+        """Only CloudFront reaches the ALB, and only this stack's distribution gets past the
+        listener. The security group admits CloudFront's origin-facing servers only (AWS's
+        managed prefix list, whose id differs per region and is looked up at deploy time);
+        other accounts' distributions come from the same addresses, so the listener
+        forwards only requests carrying a secret header that our distribution adds, and
+        answers anything else 403. Returns the header's value."""
+        lookup = cr.AwsSdkCall(
+            service="EC2",
+            action="describeManagedPrefixLists",
+            parameters={
+                "Filters": [{"Name": "prefix-list-name", "Values": [CLOUDFRONT_PREFIX_LIST]}]
+            },
+            physical_resource_id=cr.PhysicalResourceId.of(CLOUDFRONT_PREFIX_LIST),
+            output_paths=["PrefixLists.0.PrefixListId"],
+        )
+        prefix_list = cr.AwsCustomResource(
+            self,
+            "CloudFrontPrefixList",
+            on_create=lookup,
+            on_update=lookup,
+            # Describe* has no resource-level permissions.
+            policy=cr.AwsCustomResourcePolicy.from_sdk_calls(
+                resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE
+            ),
+            install_latest_aws_sdk=False,
+        )
+        service.load_balancer.connections.allow_from(
+            ec2.Peer.prefix_list(prefix_list.get_response_field("PrefixLists.0.PrefixListId")),
+            ec2.Port.tcp(port),
+            "CloudFront origin-facing servers only",
+        )
+        secret = secretsmanager.Secret(
+            self,
+            "UploadOriginSecret",
+            description=f"Portside {self.stage.name}: {ORIGIN_VERIFY_HEADER}, CloudFront to ALB",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48, exclude_punctuation=True
+            ),
+        )
+        # A dynamic reference resolved by CloudFormation, in the distribution's origin
+        # headers and the listener rule alike; the template never holds the value.
+        value = secret.secret_value.unsafe_unwrap()
+        listener = service.listener
+        listener.add_action(
+            "RefuseDirect",
+            action=elbv2.ListenerAction.fixed_response(
+                403,
+                content_type="application/json",
+                message_body=json.dumps(
+                    {
+                        "errors": [
+                            {
+                                "code": "DENIED",
+                                "message": "the upload host is reached through CloudFront only",
+                                "detail": None,
+                            }
+                        ]
+                    }
+                ),
+            ),
+        )
+        cdk.Annotations.of(listener).acknowledge_warning(
+            "@aws-cdk/aws-elbv2:listenerExistingDefaultActionReplaced",
+            "the pattern's forward-everything default is replaced on purpose by a 403",
+        )
+        listener.add_action(
+            "FromCloudFront",
+            priority=1,
+            conditions=[elbv2.ListenerCondition.http_header(ORIGIN_VERIFY_HEADER, [value])],
+            action=elbv2.ListenerAction.forward([service.target_group]),
+        )
+        return value
 
     # ---------------------------------------------------------------- alarms
 
@@ -683,13 +844,6 @@ class PortsideStack(cdk.Stack):
         cdk.CfnOutput(self, "AccessLogBucketName", value=self.log_bucket.bucket_name)
         cdk.CfnOutput(self, "ExportsBucketName", value=self.exports_bucket.bucket_name)
         cdk.CfnOutput(self, "SigningKeySecretArn", value=self.secret.secret_arn)
-        if self.upload_host is not None:
-            cdk.CfnOutput(
-                self,
-                "UploadLoadBalancerDns",
-                value=self.upload_host.load_balancer.load_balancer_dns_name,
-                description="DNS target of the upload domain (without a zone)",
-            )
 
 
 RETENTION = {
@@ -702,6 +856,29 @@ RETENTION = {
     180: logs.RetentionDays.SIX_MONTHS,
     365: logs.RetentionDays.ONE_YEAR,
 }
+
+
+def _no_error_caching() -> list[cloudfront.ErrorResponse]:
+    return [
+        cloudfront.ErrorResponse(http_status=code, ttl=cdk.Duration.seconds(0))
+        for code in CLOUDFRONT_ERROR_CODES
+    ]
+
+
+def gateway_responses() -> dict[str, Any]:
+    """API Gateway's own refusals that can be customized, as OCI error bodies, in the form
+    of the `x-amazon-apigateway-gateway-responses` OpenAPI extension. The table is
+    portside_edge/gateway_responses.py, which the local gateway answers from too (so tests
+    see the bodies clients will see); REQUEST_TOO_LARGE is not in it because API Gateway
+    ignores a customized 413."""
+    out: dict[str, Any] = {}
+    for answer in STACK_GATEWAY_RESPONSES:
+        status = answer.stack_status_code()
+        out[answer.response_type] = {
+            **({"statusCode": status} if status is not None else {}),
+            "responseTemplates": answer.templates(),
+        }
+    return out
 
 
 def _retention(days: int) -> logs.RetentionDays:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk.assertions import Match
 
 from .conftest import Synth
@@ -320,14 +323,21 @@ def test_function_environment(synths: dict[str, Synth], stage: str) -> None:
 # ------------------------------------------------------------------------ public entry
 
 
+def distribution_config(synth: Synth, prefix: str) -> dict[str, Any]:
+    (dist,) = [
+        v for k, v in synth.of_type("AWS::CloudFront::Distribution").items() if k.startswith(prefix)
+    ]
+    config: dict[str, Any] = dist["Properties"]["DistributionConfig"]
+    return config
+
+
+def behaviours(config: dict[str, Any]) -> list[dict[str, Any]]:
+    return [config["DefaultCacheBehavior"], *config.get("CacheBehaviors", [])]
+
+
 def test_cloudfront_fronts_the_api_stage_without_a_cycle(synths: dict[str, Synth]) -> None:
     synth = synths["dev"]
-    (dist,) = [
-        v
-        for k, v in synth.of_type("AWS::CloudFront::Distribution").items()
-        if k.startswith("ApiDistribution")
-    ]
-    config = dist["Properties"]["DistributionConfig"]
+    config = distribution_config(synth, "ApiDistribution")
     (origin,) = config["Origins"]
     assert origin["OriginPath"] == "/api"
     assert "${RestAPI}.execute-api" in text(origin["DomainName"])
@@ -338,37 +348,127 @@ def test_cloudfront_fronts_the_api_stage_without_a_cycle(synths: dict[str, Synth
     # so that the function can name the distribution in PORTSIDE_PUBLIC_URL.
     assert "APIHandler" not in text(synth.resources["RestAPI"])
     assert functions(synth)["APIHandler"]["Properties"]["FunctionName"] == "portside-dev-api"
-    cache = next(iter(synth.of_type("AWS::CloudFront::CachePolicy").values()))
-    headers = cache["Properties"]["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]
-    assert "Authorization" in headers["HeadersConfig"]["Headers"]
 
 
-def test_custom_domain_maps_the_stage_to_the_root(synths: dict[str, Synth]) -> None:
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_every_api_behaviour_restores_www_authenticate_at_the_edge(
+    synths: dict[str, Synth], stage: str
+) -> None:
+    """Every behaviour that reaches API Gateway runs the Lambda@Edge origin-response
+    function of portside_edge/ (origin-response: it also runs on the 401s)."""
+    synth = synths[stage]
+    config = distribution_config(synth, "ApiDistribution")
+    edge = synth.resources[_logical(synth, "OriginResponseFn")]
+    assert edge["Type"] == "AWS::Lambda::Function"
+    assert edge["Properties"]["Handler"] == "origin_response.handler"
+    assert edge["Properties"]["Runtime"].startswith("python3.")
+    assert "Architectures" not in edge["Properties"]  # x86_64: Lambda@Edge has no arm64
+    assert "Environment" not in edge["Properties"]  # Lambda@Edge has no variables
+    role = synth.resources[edge["Properties"]["Role"]["Fn::GetAtt"][0]]
+    principals = text(role["Properties"]["AssumeRolePolicyDocument"])
+    assert "edgelambda.amazonaws.com" in principals
+    versions = {
+        k
+        for k, v in synth.of_type("AWS::Lambda::Version").items()
+        if v["Properties"]["FunctionName"] == {"Ref": _logical(synth, "OriginResponseFn")}
+    }
+    for behavior in behaviours(config):
+        (association,) = behavior["LambdaFunctionAssociations"]
+        assert association["EventType"] == "origin-response"
+        assert association["LambdaFunctionARN"]["Ref"] in versions
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_nothing_from_the_api_is_cached_errors_included(
+    synths: dict[str, Synth], stage: str
+) -> None:
+    synth = synths[stage]
+    config = distribution_config(synth, "ApiDistribution")
+    for behavior in behaviours(config):
+        assert behavior["CachePolicyId"] == cloudfront.CachePolicy.CACHING_DISABLED.cache_policy_id
+        # Authorization, Accept, every other viewer header and the whole query string go to
+        # API Gateway; Host does not (API Gateway routes on its own name).
+        assert behavior["OriginRequestPolicyId"] == (
+            cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER.origin_request_policy_id
+        )
+    assert not synth.of_type("AWS::CloudFront::CachePolicy")
+    # A 404 of a HEAD before a push must not be served again after it: no error caching.
+    errors = {e["ErrorCode"]: e for e in config["CustomErrorResponses"]}
+    assert set(errors) == {400, 403, 404, 405, 414, 416, 500, 501, 502, 503, 504}
+    assert all(e == {"ErrorCode": code, "ErrorCachingMinTTL": 0} for code, e in errors.items())
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_api_gateways_own_refusals_are_oci_error_bodies(
+    synths: dict[str, Synth], stage: str
+) -> None:
+    from chalicelib.registry.errors import ERROR_TABLE
+    from portside_edge.gateway_responses import STACK_GATEWAY_RESPONSES
+
+    body = synths[stage].resources["RestAPI"]["Properties"]["DefinitionBody"]
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    assert set(responses) == {a.response_type for a in STACK_GATEWAY_RESPONSES}
+    assert {"INTEGRATION_TIMEOUT", "DEFAULT_5XX", "THROTTLED"} <= set(responses)
+    for kind, response in responses.items():
+        (template,) = response["responseTemplates"].values()
+        (error,) = json.loads(template)["errors"]
+        assert error["code"] in ERROR_TABLE and error["message"], kind
+    assert responses["INTEGRATION_TIMEOUT"]["statusCode"] == "504"
+    assert "statusCode" not in responses["DEFAULT_5XX"]  # each failure keeps its own 5xx
+
+
+def test_gateway_responses_reach_the_deployed_rest_api(synths: dict[str, Synth]) -> None:
+    """In the OpenAPI body, so the SAM transform carries them into the RestApi (and a change
+    to them changes the deployment's id, which redeploys the stage)."""
+    from samtranslator.translator.transform import transform
+
+    template = json.loads(json.dumps(synths["dev"].json))
+    expanded = transform(template, {}, _NoManagedPolicies())
+    (api,) = [v for v in expanded["Resources"].values() if v["Type"] == "AWS::ApiGateway::RestApi"]
+    assert "DEFAULT_5XX" in api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+
+
+def test_custom_domain_is_an_alias_of_the_cloudfront_distributions(
+    synths: dict[str, Synth],
+) -> None:
+    """No API Gateway custom domain (it would bypass the edge function and the cache
+    settings): the names are aliases of the distributions, with a us-east-1 certificate."""
     synth = synths["prod"]
-    assert not synth.of_type("AWS::CloudFront::Distribution")
-    synth.template.has_resource_properties(
-        "AWS::ApiGateway::DomainName",
-        {
-            "DomainName": "registry.example.com",
-            "EndpointConfiguration": {"Types": ["REGIONAL"]},
-            "SecurityPolicy": "TLS_1_2",
-        },
-    )
-    synth.template.has_resource_properties(
-        "AWS::ApiGateway::BasePathMapping",
-        {
-            "RestApiId": {"Ref": "RestAPI"},
-            "Stage": {"Ref": "RestAPI.Stage"},
-        },
-    )
+    assert not synth.of_type("AWS::ApiGateway::DomainName")
+    assert not synth.of_type("AWS::ApiGateway::BasePathMapping")
+    cert = _logical(synth, "Certificate")
+    for prefix, name in (
+        ("ApiDistribution", "registry.example.com"),
+        ("UploadDistribution", "uploads.registry.example.com"),
+    ):
+        config = distribution_config(synth, prefix)
+        assert config["Aliases"] == [name]
+        assert config["ViewerCertificate"] == {
+            "AcmCertificateArn": {"Ref": cert},
+            "MinimumProtocolVersion": "TLSv1.2_2021",
+            "SslSupportMethod": "sni-only",
+        }
+    # The stack (synthesised in us-east-1) requests the certificate in its own region.
     synth.template.has_resource_properties(
         "AWS::CertificateManager::Certificate",
         {
             "DomainName": "registry.example.com",
             "SubjectAlternativeNames": ["uploads.registry.example.com"],
+            "ValidationMethod": "DNS",
         },
     )
-    synth.template.resource_count_is("AWS::Route53::RecordSet", 2)
+    records = {
+        (r["Properties"]["Name"], r["Properties"]["Type"]): r["Properties"]["AliasTarget"]
+        for r in synth.of_type("AWS::Route53::RecordSet").values()
+    }
+    assert set(records) == {
+        (f"{host}.", kind)
+        for host in ("registry.example.com", "uploads.registry.example.com")
+        for kind in ("A", "AAAA")
+    }
+    for (host, _), target in records.items():
+        prefix = "UploadDistribution" if host.startswith("uploads.") else "ApiDistribution"
+        assert target["DNSName"] == {"Fn::GetAtt": [_logical(synth, prefix), "DomainName"]}
 
 
 # ------------------------------------------------------------------------- upload host
@@ -395,12 +495,6 @@ def test_upload_host_is_wired_to_bucket_table_and_secret(
     assert variables["PORTSIDE_PUBLIC_URL"] == env(synth, "APIHandler")["PORTSIDE_PUBLIC_URL"]
     # Its URL is the API function's upload base URL.
     assert env(synth, "APIHandler")["PORTSIDE_UPLOAD_URL"] == variables["PORTSIDE_UPLOAD_URL"]
-    (task,) = synth.of_type("AWS::ECS::TaskDefinition").values()
-    role = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
-    api_role = functions(synth)["APIHandler"]["Properties"]["Role"]["Fn::GetAtt"][0]
-    task_grants = {a: r for a, r in _grants(synth, role).items() if not a.startswith("logs:")}
-    api_grants = {a: r for a, r in _grants(synth, api_role).items() if not a.startswith("logs:")}
-    assert task_grants == api_grants
     synth.template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
         {
@@ -412,15 +506,161 @@ def test_upload_host_is_wired_to_bucket_table_and_secret(
     assert target["ContainerPort"] == 8080
 
 
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_upload_host_role_has_only_what_an_upload_needs(
+    synths: dict[str, Synth], stage: str
+) -> None:
+    synth = synths[stage]
+    (task,) = synth.of_type("AWS::ECS::TaskDefinition").values()
+    role = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
+    table = {"Fn::GetAtt": [_logical(synth, "Table"), "Arn"]}
+    bucket_arn = {"Fn::GetAtt": [_logical(synth, "BlobBucket"), "Arn"]}
+
+    def objects(pattern: str) -> dict[str, Any]:
+        return {"Fn::Join": ["", [bucket_arn, f"/{pattern}"]]}
+
+    statements = sorted(
+        (
+            {k: v for k, v in s.items() if k != "Effect"}
+            for s in role_statements(synth, role)
+            if s["Effect"] == "Allow"
+        ),
+        key=text,
+    )
+    assert statements == sorted(
+        [
+            {
+                "Action": [
+                    "dynamodb:ConditionCheckItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                ],
+                "Resource": table,
+            },
+            {
+                "Action": [
+                    "s3:AbortMultipartUpload",
+                    "s3:DeleteObject",
+                    "s3:GetObject",
+                    "s3:PutObject",
+                ],
+                "Resource": [objects("registries/*/blobs/*"), objects("uploads/*")],
+            },
+            {
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Ref": _logical(synth, "SigningKey")},
+            },
+        ],
+        key=text,
+    )
+
+
+def test_upload_key_layout_is_inside_the_upload_role_and_manifests_are_not() -> None:
+    """The role's object patterns cover every key an upload writes, and no manifest."""
+    from fnmatch import fnmatchcase
+
+    from chalicelib.registry.digests import Digest
+    from chalicelib.registry.service import (
+        manifest_key,
+        upload_data_prefix,
+        upload_prefix,
+    )
+
+    patterns = ("registries/*/blobs/*", "uploads/*")
+    digest = Digest.parse("sha256:" + "a" * 64)
+    for key in (upload_data_prefix("r1", "u1") + "data", upload_prefix("r1", "u1") + "tail-0"):
+        assert any(fnmatchcase(key, p) for p in patterns), key
+    assert not any(fnmatchcase(manifest_key("r1", digest), p) for p in patterns)
+
+
 def test_upload_host_urls(synths: dict[str, Synth]) -> None:
     assert container_env(synths["prod"])["PORTSIDE_UPLOAD_URL"] == (
         "https://uploads.registry.example.com"
     )
-    synths["prod"].template.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::Listener", {"Protocol": "HTTPS", "Port": 443}
-    )
     dev = text(container_env(synths["dev"])["PORTSIDE_UPLOAD_URL"])
     assert _logical(synths["dev"], "UploadDistribution") in dev
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_upload_distribution_waits_the_longest_allowed_and_caches_nothing(
+    synths: dict[str, Synth], stage: str
+) -> None:
+    config = distribution_config(synths[stage], "UploadDistribution")
+    (origin,) = config["Origins"]
+    assert origin["CustomOriginConfig"]["OriginReadTimeout"] == 60
+    assert origin["CustomOriginConfig"]["OriginKeepaliveTimeout"] == 60
+    behavior = config["DefaultCacheBehavior"]
+    assert behavior["CachePolicyId"] == cloudfront.CachePolicy.CACHING_DISABLED.cache_policy_id
+    assert all(e["ErrorCachingMinTTL"] == 0 for e in config["CustomErrorResponses"])
+
+
+def _ingress_rules(synth: Synth) -> list[dict[str, Any]]:
+    rules = [v["Properties"] for v in synth.of_type("AWS::EC2::SecurityGroupIngress").values()]
+    for group in synth.of_type("AWS::EC2::SecurityGroup").values():
+        rules.extend(group["Properties"].get("SecurityGroupIngress", []))
+    return rules
+
+
+@pytest.mark.parametrize("stage", STAGE_NAMES)
+def test_nothing_is_open_to_the_internet(synths: dict[str, Synth], stage: str) -> None:
+    for rule in _ingress_rules(synths[stage]):
+        assert rule.get("CidrIp") != "0.0.0.0/0" and rule.get("CidrIpv6") != "::/0", rule
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_only_cloudfront_reaches_the_load_balancer(synths: dict[str, Synth], stage: str) -> None:
+    synth = synths[stage]
+    (lb,) = synth.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    (lb_group,) = [g["Fn::GetAtt"][0] for g in lb["Properties"]["SecurityGroups"]]
+    (rule,) = [
+        r
+        for r in _ingress_rules(synth)
+        if r.get("GroupId", {}).get("Fn::GetAtt", [""])[0] == lb_group
+    ]
+    # CloudFront's origin-facing prefix list, looked up at deploy time by name.
+    lookup_id = rule["SourcePrefixListId"]["Fn::GetAtt"][0]
+    lookup = synth.resources[lookup_id]
+    assert lookup["Type"] == "Custom::AWS"
+    call = json.loads(lookup["Properties"]["Create"])
+    assert (call["service"], call["action"]) == ("EC2", "describeManagedPrefixLists")
+    assert call["parameters"]["Filters"] == [
+        {"Name": "prefix-list-name", "Values": ["com.amazonaws.global.cloudfront.origin-facing"]}
+    ]
+    # With a domain, CloudFront to ALB is TLS too (HTTPS origin, certificate for the Host
+    # CloudFront forwards); without one, HTTP on port 80.
+    port, protocol = (443, "HTTPS") if stage == "prod" else (80, "HTTP")
+    assert (rule["FromPort"], rule["ToPort"]) == (port, port)
+
+    # The listener refuses whatever lacks the distribution's secret header.
+    (listener,) = synth.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
+    assert (listener["Properties"]["Port"], listener["Properties"]["Protocol"]) == (port, protocol)
+    if stage == "prod":
+        assert listener["Properties"]["Certificates"] == [
+            {"CertificateArn": {"Ref": _logical(synth, "Certificate")}}
+        ]
+    (default,) = listener["Properties"]["DefaultActions"]
+    assert default["Type"] == "fixed-response"
+    assert default["FixedResponseConfig"]["StatusCode"] == "403"
+    (forward,) = synth.of_type("AWS::ElasticLoadBalancingV2::ListenerRule").values()
+    (condition,) = forward["Properties"]["Conditions"]
+    assert condition["Field"] == "http-header"
+    header = condition["HttpHeaderConfig"]
+    (origin,) = distribution_config(synth, "UploadDistribution")["Origins"]
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == f"{protocol.lower()}-only"
+    (sent,) = origin["OriginCustomHeaders"]
+    assert sent == {"HeaderName": header["HttpHeaderName"], "HeaderValue": header["Values"][0]}
+    # A value CloudFormation resolves from a generated secret: not in the template.
+    assert "{{resolve:secretsmanager:" in text(sent["HeaderValue"])
+    assert _logical(synth, "UploadOriginSecret") in text(sent["HeaderValue"])
+    (action,) = forward["Properties"]["Actions"]
+    assert action["Type"] == "forward"
+    (service,) = synth.of_type("AWS::ECS::Service").values()
+    (target,) = service["Properties"]["LoadBalancers"]
+    assert action["TargetGroupArn"] == target["TargetGroupArn"]
+    # Nothing points users at the load balancer itself.
+    assert not [k for k in synth.json.get("Outputs", {}) if "LoadBalancer" in k]
 
 
 def test_upload_host_off_means_no_service_and_no_upload_url(synths: dict[str, Synth]) -> None:
@@ -478,3 +718,68 @@ class _NoManagedPolicies:
 
     def get(self, name: str) -> None:
         return None
+
+
+# ------------------------------------------------------------------ another region
+
+
+@pytest.fixture(scope="module")
+def eu_prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """A stage with a real-looking domain, deployed outside us-east-1."""
+    import os
+
+    import aws_cdk as cdk
+    from portside_infra import cdk_context
+    from portside_infra.stack import PortsideStack
+    from stages import STAGES, Alarms, Domain
+
+    from .conftest import ACCOUNT, OFFLINE_ENV
+
+    stage = dataclasses.replace(
+        STAGES["prod"],  # its Lambda settings (.chalice/config.json), another domain
+        domain=Domain(
+            name="registry.acme.io", hosted_zone_id="Z0123456789ABC", hosted_zone_name="acme.io"
+        ),
+        alarms=Alarms(email="ops@acme.io"),
+    )
+    saved_env, cwd = dict(os.environ), os.getcwd()
+    work = tmp_path_factory.mktemp("cdk-eu")
+    os.environ.update({**OFFLINE_ENV, "AWS_DEFAULT_REGION": "eu-west-1"})
+    os.chdir(work)
+    try:
+        app = cdk.App(outdir=str(work / "out"), context=cdk_context())
+        env = cdk.Environment(account=ACCOUNT, region="eu-west-1")
+        stack = PortsideStack(app, stage, env=env)
+        yield app.synth(), stack
+    finally:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def test_outside_us_east_1_the_edge_function_and_certificate_live_in_us_east_1(
+    eu_prod: tuple[Any, Any],
+) -> None:
+    assembly, stack = eu_prod
+    regions = {s.stack_name: s.environment.region for s in assembly.stacks}
+    assert regions[stack.stack_name] == "eu-west-1"
+    (edge_stack,) = [name for name, region in regions.items() if region == "us-east-1"]
+    edge = assembly.get_stack_by_name(edge_stack).template["Resources"]
+    assert [
+        v["Properties"]["Handler"] for v in edge.values() if v["Type"] == "AWS::Lambda::Function"
+    ] == ["origin_response.handler"]
+    main = assembly.get_stack_by_name(stack.stack_name).template["Resources"]
+    # CloudFront's certificate is requested in us-east-1; the ALB's in the stack's region.
+    (cloudfront_cert,) = [
+        v["Properties"]
+        for v in main.values()
+        if v["Type"] == "AWS::CloudFormation::CustomResource"
+        and v["Properties"].get("Region") == "us-east-1"
+    ]
+    assert cloudfront_cert["DomainName"] == "registry.acme.io"
+    (regional,) = [
+        v["Properties"]
+        for v in main.values()
+        if v["Type"] == "AWS::CertificateManager::Certificate"
+    ]
+    assert regional["DomainName"] == "uploads.registry.acme.io"

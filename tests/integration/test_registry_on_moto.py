@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from chalicelib.adapters.dynamo import DynamoMetadataStore, repo_pk
+from chalicelib.adapters.dynamo import DynamoMetadataStore, _after, repo_pk
 from chalicelib.adapters.dynamo_models import BlobLinkItem
 from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.registry.digests import Digest
@@ -378,3 +378,26 @@ def test_many_layer_manifest_under_the_inline_limit_can_be_pushed(
     assert stored is not None
     assert stored.references_in_body
     assert stored.blobs == []
+
+
+@pytest.mark.parametrize("after", ["\U0010ffff", "\U0010ffff" * 3, "z" * 2000])
+def test_listings_after_any_key_a_client_sends_are_valid_queries(
+    service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName, after: str
+) -> None:
+    push_image(service, repo, "v1", "a")
+    # On DynamoDB a range whose low end passes its high end, or a sort key over 1 KB, is
+    # a ValidationException (moto checks neither): these must be empty pages instead.
+    assert store.list_tags(repo, after, 10) == []
+    assert store.list_manifests(repo, after, 10) == []
+    assert store.list_repositories(repo.rid, after, 10) == []
+    assert [t.tag for t in store.list_tags(repo, "a" * 200, 10)] == ["v1"]
+
+
+def test_a_listing_range_is_never_inverted_nor_over_the_sort_key_limit() -> None:
+    """What moto does not check, DynamoDB refuses: prove the queries are valid by shape."""
+    for prefix, longest in (("TAG#", 128), ("REPO#", 255), ("MANIFEST#", 255)):
+        condition = _after(prefix, "\U0010fffe" * 2000, longest)
+        assert condition is not None
+        low, high = (v.value["S"] for v in condition.values[1:])
+        assert low < high
+        assert len(low.encode()) <= 1024 and len(high.encode()) <= 1024
