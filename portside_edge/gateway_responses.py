@@ -1,9 +1,10 @@
 """API Gateway's own answers on the Portside REST API: one definition for the stack (which
-configures the customizable ones as GatewayResponses) and the local gateway (which answers
+configures the customizable ones as gateway responses) and the local gateway (which answers
 exactly these, so that tests see what clients will see on AWS).
 
-For the stack: every answer in ``STACK_GATEWAY_RESPONSES`` becomes a
-``AWS::ApiGateway::GatewayResponse`` with ``ResponseType = answer.response_type``,
+For the stack: every answer in ``STACK_GATEWAY_RESPONSES`` becomes an entry of the API's
+``x-amazon-apigateway-gateway-responses`` (in its OpenAPI body, so that a change redeploys
+the stage) for ``answer.response_type``, with
 ``StatusCode = answer.stack_status_code()`` (absent for ``DEFAULT_5XX``: it keeps the status
 of the failure it stands for) and ``ResponseTemplates = answer.templates()``. The other
 answers are AWS's defaults, listed because the local gateway gives them too:

@@ -1,11 +1,11 @@
 """CloudFront origin-response function for the API distribution (Lambda@Edge).
 
 Deploy: Lambda@Edge function, runtime Python 3.12 (3.11 works too), in us-east-1, asset
-directory ``portside_edge/``, handler ``origin_response.handler``, associated with the API
-distribution's ``/v2/*``, ``/v2`` and ``/api/v1/*`` behaviours as an *origin-response*
-trigger (not viewer-response: CloudFront does not run viewer-response functions, nor any
-CloudFront Function, when the origin answered 400 or above, and the 401 is the answer that
-matters). No body access and no environment variables are needed.
+directory ``portside_edge/``, handler ``origin_response.handler``, associated with the
+behaviour of the API distribution that reaches API Gateway (its one default behaviour) as an
+*origin-response* trigger (not viewer-response: CloudFront does not run viewer-response
+functions, nor any CloudFront Function, when the origin answered 400 or above, and the 401
+is the answer that matters). No body access and no environment variables are needed.
 
 Why it exists: API Gateway REST APIs rename some headers of an integration's response (AWS
 documents ``WWW-Authenticate``, ``Authorization``, ``Connection``, ``Content-MD5``, ``Date``,
