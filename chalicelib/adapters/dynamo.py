@@ -21,6 +21,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.registry.errors import (
+    AccountSuspendedError,
     BlobUploadInvalidError,
     BlobUploadUnknownError,
     ConcurrentWriteError,
@@ -86,9 +87,14 @@ class DynamoMetadataStore:
         self._connection: Connection | None = None
 
     def _require_live_registry(self, repo: RepositoryName) -> None:
-        registry = self.get_registry(repo.registry)
+        # Consistent: called right after a conditional write failed on the record, which an
+        # eventually consistent read could still show as it was.
+        item = _get(RegistryItem, reg_pk(repo.registry), META, consistent_read=True)
+        registry = None if item is None else _registry_record(item)
         if registry is None or registry.deleting or registry.registry_id != repo.rid:
             raise NameUnknownError(detail={"name": str(repo)})
+        if registry.suspended:
+            raise AccountSuspendedError(registry.account_id)
 
     def _transaction(self) -> TransactWrite:
         if self._connection is None:
@@ -234,6 +240,7 @@ class DynamoMetadataStore:
             expires_at=record.expires_at,
             created_at=record.created_at,
             last_used_at=record.last_used_at,
+            suspended=record.suspended or None,
         ).save()
 
     # ------------------------------------------------------------ repositories
@@ -272,33 +279,62 @@ class DynamoMetadataStore:
         is deleted with the rest) or is refused; it never leaves items in a repository that
         no longer exists. A deletion interrupted after the mark is finished by the next one.
         """
-        try:
-            RepositoryItem(*_repository_key(repo)).update(
-                actions=[RepositoryItem.deleting.set(True)], condition=Item.pk.exists()
-            )
-        except UpdateError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise
+        for _ in range(RETRIES):
+            labels: dict[str, list[str]] = {
+                "check": ["registry"],
+                "delete": [],
+                "put": [],
+                "update": ["repo"],
+            }
+            try:
+                with self._transaction() as tx:
+                    tx.condition_check(
+                        RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                    )
+                    tx.update(
+                        RepositoryItem(*_repository_key(repo)),
+                        actions=[RepositoryItem.deleting.set(True)],
+                        condition=Item.pk.exists(),
+                    )
+            except TransactWriteError as exc:
+                failed = _failed_conditions(exc, labels)
+                if failed is None:
+                    raise
+                if "registry" in failed:
+                    self._require_live_registry(repo)
+                if "repo" in failed:
+                    return False
+                continue  # a conflict with a concurrent write: try again
+            break
+        else:
+            raise ConcurrentWriteError("repository deletion raced with other writers; retry")
         with Item.batch_write() as batch:
             for item in Item.query(repo_pk(repo), attributes_to_get=["pk", "sk"]):
                 batch.delete(item)
-        try:
-            with self._transaction() as tx:
-                tx.delete(
-                    Item(*_repository_key(repo)),
-                    condition=RepositoryItem.deleting == True,  # noqa: E712
-                )
-                tx.update(
-                    RegistryItem(reg_pk(repo.registry), META),
-                    actions=[RegistryItem.repository_count.add(-1)],
-                    condition=_registry_is(repo),
-                )
-        except TransactWriteError as exc:
-            if _is_transaction_conflict(exc):
-                return False  # deleted by a concurrent request
-            raise
-        return True
+        for _ in range(RETRIES):
+            labels = {"check": [], "delete": ["repo"], "put": [], "update": ["registry"]}
+            try:
+                with self._transaction() as tx:
+                    tx.delete(
+                        Item(*_repository_key(repo)),
+                        condition=RepositoryItem.deleting == True,  # noqa: E712
+                    )
+                    tx.update(
+                        RegistryItem(reg_pk(repo.registry), META),
+                        actions=[RegistryItem.repository_count.add(-1)],
+                        condition=_registry_is(repo),
+                    )
+            except TransactWriteError as exc:
+                failed = _failed_conditions(exc, labels)
+                if failed is None:
+                    raise
+                if "repo" in failed:
+                    return False  # a concurrent deletion finished first
+                if "registry" in failed:
+                    self._require_live_registry(repo)
+                continue
+            return True
+        raise ConcurrentWriteError("repository deletion raced with other writers; retry")
 
     # ------------------------------------------------------------ blobs
 
@@ -657,16 +693,28 @@ class DynamoMetadataStore:
         """Create the session if its registry incarnation is live: none is started in a
         registry being deleted, or one whose name was taken again."""
         repo = _session_repo(session)
-        try:
-            with self._transaction() as tx:
-                tx.save(_upload_item(session), condition=Item.pk.does_not_exist())
-                tx.condition_check(
-                    RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
-                )
-        except TransactWriteError as exc:
-            if _is_transaction_conflict(exc):
-                self._require_live_registry(repo)
-            raise
+        for _ in range(RETRIES):
+            try:
+                self._put_upload(session, repo)
+            except TransactWriteError as exc:
+                labels = {"check": ["registry"], "delete": [], "put": ["upload"], "update": []}
+                failed = _failed_conditions(exc, labels)
+                if failed is None:
+                    raise
+                if "registry" in failed:
+                    self._require_live_registry(repo)
+                if "upload" in failed:
+                    raise ValueError(f"upload {session.upload_id} exists") from exc
+                continue  # a conflict with a concurrent write of the registry record
+            return
+        raise ConcurrentWriteError("starting the upload raced with other writers; retry")
+
+    def _put_upload(self, session: UploadSession, repo: RepositoryName) -> None:
+        with self._transaction() as tx:
+            tx.condition_check(
+                RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+            )
+            tx.save(_upload_item(session), condition=Item.pk.does_not_exist())
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
         item = _get(UploadItem, f"UPLOAD#{upload_id}", META, consistent_read=True)
@@ -698,8 +746,11 @@ class DynamoMetadataStore:
         return _delete_existing(Item(f"UPLOAD#{upload_id}", META), condition)
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]:
+        # Keys are "<expires_at>#<id>"; "$" sorts just after "#", so a session expiring at
+        # ``now`` exactly is included, as the service counts it expired.
+        cutoff = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "$"
         items = UploadItem.gsi1.query(
-            "UPLOADS", UploadItem.gsi1sk < now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), limit=limit
+            "UPLOADS", UploadItem.gsi1sk.between("0", cutoff), limit=limit
         )
         return [_upload_session(cast(UploadItem, i)) for i in items]
 
@@ -788,7 +839,10 @@ def _repository_open() -> Condition:
 def _registry_is(repo: RepositoryName) -> Condition:
     """The name still names the incarnation ``repo`` was resolved to, and it is live."""
     same: Condition = (
-        RegistryItem.pk.exists() & (RegistryItem.registry_id == repo.rid) & _registry_live()
+        RegistryItem.pk.exists()
+        & (RegistryItem.registry_id == repo.rid)
+        & _registry_live()
+        & (RegistryItem.suspended.does_not_exist() | (RegistryItem.suspended == False))  # noqa: E712
     )
     return same
 
@@ -819,6 +873,7 @@ def _registry_record(item: RegistryItem) -> RegistryRecord:
         subscription_created_at=item.subscription_created_at,
         subscription_updated_at=item.subscription_updated_at,
         deleting=bool(item.deleting),
+        suspended=bool(item.suspended),
     )
 
 
@@ -846,6 +901,7 @@ def _token_record(item: TokenItem) -> TokenRecord:
         expires_at=item.expires_at,
         created_at=item.created_at,
         last_used_at=item.last_used_at,
+        suspended=bool(item.suspended),
     )
 
 

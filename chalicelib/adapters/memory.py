@@ -4,13 +4,16 @@ unit tests of the core (no network)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from chalicelib.registry.errors import (
+    AccountSuspendedError,
     BlobUploadInvalidError,
     BlobUploadUnknownError,
     ManifestInvalidError,
@@ -109,6 +112,10 @@ class _Refs:
 
 RepoKey = tuple[str, str]  # (registry id, repository)
 
+# As the DynamoDB store (dynamo.MAX_REFERRER_ANNOTATIONS, checked by tests/contract): a
+# referrer's annotations are copied into its entry only up to this size.
+MAX_REFERRER_ANNOTATIONS = 64 * 1024
+
 
 def _key(repo: RepositoryName) -> RepoKey:
     return repo.rid, repo.repository
@@ -118,9 +125,74 @@ def _session_repo(session: UploadSession) -> RepositoryName:
     return RepositoryName(session.registry, session.repository, session.registry_id)
 
 
+# DynamoDB hands out copies: a record read is a snapshot, and a record written is not
+# changed by what its caller does with it afterwards. These keep the fake to that.
+
+
+def _copy_manifest(record: ManifestRecord) -> ManifestRecord:
+    return replace(
+        record,
+        blobs=list(record.blobs),
+        manifests=list(record.manifests),
+        annotations=dict(record.annotations) if record.annotations is not None else None,
+    )
+
+
+def _copy_tag(record: TagRecord) -> TagRecord:
+    manifest = _copy_manifest(record.manifest) if record.manifest is not None else None
+    return replace(record, manifest=manifest)
+
+
+def _copy_token(record: TokenRecord) -> TokenRecord:
+    return replace(record)
+
+
+def _copy_session(session: UploadSession) -> UploadSession:
+    return replace(session, parts=[replace(p) for p in session.parts])
+
+
+def _stored_manifest(record: ManifestRecord) -> ManifestRecord:
+    """What the DynamoDB manifest item keeps: annotations only live in the body (and, for
+    a referrer, in its referrer entry)."""
+    return replace(_copy_manifest(record), annotations=None)
+
+
+def _tag_copy(record: ManifestRecord) -> ManifestRecord:
+    """What a tag item carries of its manifest: what a pull by tag needs, no more."""
+    return ManifestRecord(
+        digest=record.digest,
+        media_type=record.media_type,
+        size=record.size,
+        body=record.body,
+        blobs_size=record.blobs_size,
+    )
+
+
+def _referrer_entry(record: ManifestRecord, subject: str) -> ManifestRecord:
+    """What a referrer entry keeps: the descriptor the referrers API lists."""
+    annotations = record.annotations
+    if annotations is not None and len(json.dumps(annotations)) > MAX_REFERRER_ANNOTATIONS:
+        annotations = None
+    return ManifestRecord(
+        digest=record.digest,
+        media_type=record.media_type,
+        size=record.size,
+        body=None,
+        subject=subject,
+        artifact_type=record.artifact_type,
+        annotations=dict(annotations) if annotations is not None else None,
+    )
+
+
 class MemoryMetadataStore:
+    """The MetadataStore contract (tests/contract holds both stores to it) in memory.
+
+    One lock makes every call atomic, as DynamoDB makes each request (a transaction
+    included); a call that reads and then writes is atomic here too, where the DynamoDB
+    store gets the same effect from conditions on what it read."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.registries: dict[str, RegistryRecord] = {}
         self.tokens: dict[str, TokenRecord] = {}
         # Keyed by registry id, as the DynamoDB store keys its items (see dynamo_models).
@@ -129,7 +201,12 @@ class MemoryMetadataStore:
         self.links: dict[RepoKey, dict[str, BlobRecord]] = {}
         self.manifests: dict[RepoKey, dict[str, ManifestRecord]] = {}
         self.tags: dict[RepoKey, dict[str, TagRecord]] = {}
+        # (subject, digest) -> referrer entry, as REFERRER#<subject>#<digest> items.
+        self.referrers: dict[RepoKey, dict[tuple[str, str], ManifestRecord]] = {}
         self.uploads: dict[str, UploadSession] = {}
+
+    def _repository_tables(self) -> tuple[dict[RepoKey, Any], ...]:
+        return self.links, self.manifests, self.tags, self.referrers
 
     def _live(self, repo: RepositoryName) -> RegistryRecord:
         """The registry record if its name still names ``repo``'s live incarnation (the
@@ -137,83 +214,151 @@ class MemoryMetadataStore:
         record = self.registries.get(repo.registry)
         if record is None or record.deleting or record.registry_id != repo.rid:
             raise NameUnknownError(detail={"name": str(repo)})
+        if record.suspended:
+            raise AccountSuspendedError(record.account_id)
         return record
 
+    # ------------------------------------------------------------ registries, tokens
+
     def get_registry(self, name: str) -> RegistryRecord | None:
-        record = self.registries.get(name)
-        return replace(record) if record else None
+        with self._lock:
+            record = self.registries.get(name)
+            return replace(record) if record else None
 
     def put_registry(self, record: RegistryRecord) -> None:
-        if record.name in self.registries:
-            raise ValueError(f"registry {record.name!r} already exists")
-        self.registries[record.name] = replace(record)
+        with self._lock:
+            if record.name in self.registries:
+                raise ValueError(f"registry {record.name!r} already exists")
+            # As the DynamoDB store writes a new registry: its times start at its creation,
+            # and a new registry is never being deleted.
+            self.registries[record.name] = replace(
+                record,
+                storage_updated_at=record.storage_updated_at or record.created_at,
+                subscription_created_at=record.subscription_created_at or record.created_at,
+                subscription_updated_at=record.subscription_updated_at or record.created_at,
+                deleting=False,
+            )
 
     def list_registries(self, account_id: str) -> list[RegistryRecord]:
-        return [
-            replace(r)
-            for r in self.registries.values()
-            if r.account_id == account_id and not r.deleting
-        ]
+        with self._lock:
+            return [
+                replace(r)
+                for _, r in sorted(self.registries.items())
+                if r.account_id == account_id and not r.deleting
+            ]
 
     def mark_registry_deleting(self, name: str) -> bool:
-        record = self.registries.get(name)
-        if record is None or record.deleting:
-            return False
-        record.deleting = True
-        return True
+        with self._lock:
+            record = self.registries.get(name)
+            if record is None or record.deleting:
+                return False
+            record.deleting = True
+            return True
 
     def list_deleting_registries(self, limit: int) -> list[str]:
-        return sorted(n for n, r in self.registries.items() if r.deleting)[:limit]
+        with self._lock:
+            return sorted(n for n, r in self.registries.items() if r.deleting)[:limit]
 
     def purge_registry(self, name: str, budget: int) -> bool:
-        record = self.registries.get(name)
-        if record is None:
+        """As the DynamoDB store: at most ``budget`` items per call, repository by
+        repository, then the registry's blobs; the record (and so the name) last, once
+        nothing of the incarnation is left."""
+        with self._lock:
+            record = self.registries.get(name)
+            if record is None:
+                return True
+            if not record.deleting:
+                return False
+            rid = record.registry_id
+            left = budget
+            repositories = self.repositories.get(rid, set())
+            # Items of repositories first (any whose repository is gone too), then each
+            # repository, so an interrupted purge never leaves items nothing can list.
+            owned = sorted({k for table in self._repository_tables() for k in table if k[0] == rid})
+            for key in owned:
+                for table in self._repository_tables():
+                    items = table.get(key, {})
+                    while items:
+                        if left <= 0:
+                            return False
+                        del items[next(iter(items))]
+                        left -= 1
+                    table.pop(key, None)
+                if key[1] in repositories:
+                    if left <= 0:
+                        return False
+                    repositories.discard(key[1])
+                    left -= 1
+            for repository in sorted(repositories):
+                if left <= 0:
+                    return False
+                repositories.discard(repository)
+                left -= 1
+            blobs = self.registry_blobs.get(rid, {})
+            while blobs:
+                if left <= 0:
+                    return False
+                del blobs[next(iter(blobs))]
+                left -= 1
+            self.repositories.pop(rid, None)
+            self.registry_blobs.pop(rid, None)
+            del self.registries[name]
             return True
-        if not record.deleting:
-            return False
-        rid = record.registry_id
-        for table in (self.links, self.manifests, self.tags):
-            for key in [k for k in table if k[0] == rid]:
-                del table[key]
-        self.repositories.pop(rid, None)
-        self.registry_blobs.pop(rid, None)
-        self.registries.pop(name, None)
-        return True
 
     def update_subscription(self, name: str, plan: str, now: datetime) -> None:
-        record = self.registries[name]
-        record.plan = plan
-        record.subscription_updated_at = now
+        with self._lock:
+            record = self.registries[name]
+            record.plan = plan
+            record.subscription_updated_at = now
 
     def get_token_by_hash(self, token_hash: str) -> TokenRecord | None:
-        return self.tokens.get(token_hash)
+        with self._lock:
+            record = self.tokens.get(token_hash)
+            return _copy_token(record) if record else None
 
     def put_token(self, record: TokenRecord) -> None:
-        self.tokens[record.token_hash] = record
+        with self._lock:
+            self.tokens[record.token_hash] = _copy_token(record)
 
     def get_token_by_id(self, account_id: str, token_id: str) -> TokenRecord | None:
-        for record in self.tokens.values():
-            if record.account_id == account_id and record.token_id == token_id:
-                return record
-        return None
+        with self._lock:
+            for record in self.tokens.values():
+                if record.account_id == account_id and record.token_id == token_id:
+                    return _copy_token(record)
+            return None
 
     def list_tokens(self, account_id: str, after: str | None, limit: int) -> list[TokenRecord]:
-        found = sorted(
-            (t for t in self.tokens.values() if t.account_id == account_id),
-            key=lambda t: t.token_id,
-        )
-        return [t for t in found if after is None or t.token_id > after][:limit]
+        with self._lock:
+            found = sorted(
+                (t for t in self.tokens.values() if t.account_id == account_id),
+                key=lambda t: t.token_id,
+            )
+            return [_copy_token(t) for t in found if after is None or t.token_id > after][:limit]
 
     def delete_token(self, token_hash: str) -> None:
-        self.tokens.pop(token_hash, None)
+        with self._lock:
+            self.tokens.pop(token_hash, None)
 
     def touch_token(self, token_hash: str, now: datetime) -> None:
-        record = self.tokens.get(token_hash)
-        if record is not None:
-            record.last_used_at = now
+        with self._lock:
+            record = self.tokens.get(token_hash)
+            if record is not None:  # revoked meanwhile: nothing to record
+                record.last_used_at = now
+
+    # ------------------------------------------------------------ repositories
+
+    def repository_exists(self, repo: RepositoryName) -> bool:
+        with self._lock:
+            return repo.repository in self.repositories.get(repo.rid, set())
+
+    def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]:
+        with self._lock:
+            names = sorted(self.repositories.get(registry_id, set()))
+            return [n for n in names if after is None or n > after][:limit]
 
     def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
-        return len(self.tags.get(_key(repo), {})), len(self.manifests.get(_key(repo), {}))
+        with self._lock:
+            return len(self.tags.get(_key(repo), {})), len(self.manifests.get(_key(repo), {}))
 
     def delete_repository(self, repo: RepositoryName) -> bool:
         with self._lock:
@@ -222,41 +367,28 @@ class MemoryMetadataStore:
             record = self._live(repo)
             self.repositories[repo.rid].discard(repo.repository)
             record.repository_count -= 1
-            for table in (self.links, self.manifests, self.tags):
+            for table in self._repository_tables():
                 table.pop(_key(repo), None)
             return True
 
-    def get_manifests(
-        self, repo: RepositoryName, digests: Sequence[str]
-    ) -> dict[str, ManifestRecord]:
-        known = self.manifests.get(_key(repo), {})
-        return {d: known[d] for d in digests if d in known}
-
-    def list_manifests(
-        self, repo: RepositoryName, after: str | None, limit: int
-    ) -> list[ManifestRecord]:
-        found = sorted(self.manifests.get(_key(repo), {}).values(), key=lambda m: m.digest)
-        return [m for m in found if after is None or m.digest > after][:limit]
-
-    def repository_exists(self, repo: RepositoryName) -> bool:
-        return repo.repository in self.repositories.get(repo.rid, set())
-
-    def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]:
-        names = sorted(self.repositories.get(registry_id, set()))
-        return [n for n in names if after is None or n > after][:limit]
-
-    def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None:
-        return self.links.get(_key(repo), {}).get(digest)
-
-    def get_registry_blob(self, registry_id: str, digest: str) -> BlobRecord | None:
-        return self.registry_blobs.get(registry_id, {}).get(digest)
-
-    def _create_repository(self, repo: RepositoryName, now: datetime) -> None:
+    def _create_repository(self, repo: RepositoryName) -> None:
         record = self._live(repo)
         repos = self.repositories.setdefault(repo.rid, set())
         if repo.repository not in repos:
             repos.add(repo.repository)
             record.repository_count += 1
+
+    # ------------------------------------------------------------ blobs
+
+    def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None:
+        with self._lock:
+            record = self.links.get(_key(repo), {}).get(digest)
+            return replace(record) if record else None
+
+    def get_registry_blob(self, registry_id: str, digest: str) -> BlobRecord | None:
+        with self._lock:
+            record = self.registry_blobs.get(registry_id, {}).get(digest)
+            return replace(record) if record else None
 
     def commit_blob(
         self,
@@ -269,43 +401,63 @@ class MemoryMetadataStore:
         exists: bool = False,
         upload_version: int = 0,
     ) -> bool:
+        # ``exists`` only saves the DynamoDB store a failed guess; here the state is known.
         with self._lock:
             record = self._live(repo)
             if upload_id is not None:
                 session = self.uploads.get(upload_id)
                 if session is None or session.version != upload_version:
-                    raise BlobUploadUnknownError("the upload was completed or changed")
+                    raise BlobUploadUnknownError(
+                        "the upload was completed or changed by a concurrent request",
+                        detail={"upload": upload_id},
+                    )
                 del self.uploads[upload_id]
             blobs = self.registry_blobs.setdefault(repo.rid, {})
             new = digest not in blobs
             if new:
                 blobs[digest] = BlobRecord(digest, size, now, key)
                 record.storage_bytes += size
-            self._create_repository(repo, now)
+                record.storage_updated_at = now
+            self._create_repository(repo)
             stored = blobs[digest].key
             self.links.setdefault(_key(repo), {})[digest] = BlobRecord(digest, size, now, stored)
             return new
 
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
-        return self.links.get(_key(repo), {}).pop(digest, None) is not None
+        with self._lock:
+            return self.links.get(_key(repo), {}).pop(digest, None) is not None
+
+    # ------------------------------------------------------------ manifests and tags
 
     def get_manifest(self, repo: RepositoryName, digest: str) -> ManifestRecord | None:
-        return self.manifests.get(_key(repo), {}).get(digest)
+        with self._lock:
+            record = self.manifests.get(_key(repo), {}).get(digest)
+            return _copy_manifest(record) if record else None
 
     def get_tag(self, repo: RepositoryName, tag: str) -> TagRecord | None:
-        return self.tags.get(_key(repo), {}).get(tag)
+        with self._lock:
+            record = self.tags.get(_key(repo), {}).get(tag)
+            return _copy_tag(record) if record else None
+
+    def get_manifests(
+        self, repo: RepositoryName, digests: Sequence[str]
+    ) -> dict[str, ManifestRecord]:
+        with self._lock:
+            known = self.manifests.get(_key(repo), {})
+            return {d: _copy_manifest(known[d]) for d in digests if d in known}
 
     def check_references(
         self, repo: RepositoryName, blobs: Sequence[str], manifests: Sequence[str]
     ) -> _Refs:
-        links = self.links.get(_key(repo), {})
-        known = self.manifests.get(_key(repo), {})
-        return _Refs(
-            self.repository_exists(repo),
-            sorted(d for d in blobs if d not in links),
-            sorted(d for d in manifests if d not in known),
-            {d: known[d].blobs_size for d in manifests if d in known},
-        )
+        with self._lock:
+            links = self.links.get(_key(repo), {})
+            known = self.manifests.get(_key(repo), {})
+            return _Refs(
+                self.repository_exists(repo),
+                sorted({d for d in blobs if d not in links}),
+                sorted({d for d in manifests if d not in known}),
+                {d: known[d].blobs_size for d in manifests if d in known},
+            )
 
     def put_manifest(
         self,
@@ -315,64 +467,87 @@ class MemoryMetadataStore:
         create_repository: bool,
         now: datetime,
     ) -> None:
+        # ``create_repository`` is the caller's guess, which the DynamoDB store corrects
+        # when it was wrong; here the repository is simply created if it is missing.
         with self._lock:
+            self._live(repo)
             existing = self.manifests.get(_key(repo), {}).get(record.digest)
             if existing is not None and existing.media_type != record.media_type:
                 raise ManifestInvalidError(
-                    f"this manifest was pushed as {existing.media_type}",
+                    f"this manifest was pushed as {existing.media_type}; "
+                    f"it cannot also be {record.media_type}",
                     detail={"digest": record.digest},
                 )
-            self._create_repository(repo, now)
-            self.manifests.setdefault(_key(repo), {})[record.digest] = record
+            self._create_repository(repo)
+            self.manifests.setdefault(_key(repo), {})[record.digest] = _stored_manifest(record)
             if tag is not None:
                 self.tags.setdefault(_key(repo), {})[tag] = TagRecord(
-                    tag, record.digest, now, record
+                    tag, record.digest, now, _tag_copy(record)
+                )
+            if record.subject is not None:
+                self.referrers.setdefault(_key(repo), {})[(record.subject, record.digest)] = (
+                    _referrer_entry(record, record.subject)
                 )
 
     def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
         with self._lock:
-            if self.manifests.get(_key(repo), {}).pop(digest, None) is None:
+            record = self.manifests.get(_key(repo), {}).pop(digest, None)
+            if record is None:
                 return False
             tags = self.tags.get(_key(repo), {})
             for name in [t for t, r in tags.items() if r.digest == digest]:
                 del tags[name]
+            if record.subject is not None:
+                self.referrers.get(_key(repo), {}).pop((record.subject, digest), None)
             return True
 
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
-        return self.tags.get(_key(repo), {}).pop(tag, None) is not None
+        with self._lock:
+            return self.tags.get(_key(repo), {}).pop(tag, None) is not None
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
-        tags = sorted(self.tags.get(_key(repo), {}).values(), key=lambda t: t.tag.encode())
-        return [t for t in tags if after is None or t.tag.encode() > after.encode()][:limit]
+        # DynamoDB orders sort keys by their UTF-8 bytes.
+        with self._lock:
+            tags = sorted(self.tags.get(_key(repo), {}).values(), key=lambda t: t.tag.encode())
+            return [_copy_tag(t) for t in tags if after is None or t.tag.encode() > after.encode()][
+                :limit
+            ]
+
+    def list_manifests(
+        self, repo: RepositoryName, after: str | None, limit: int
+    ) -> list[ManifestRecord]:
+        with self._lock:
+            found = sorted(self.manifests.get(_key(repo), {}).values(), key=lambda m: m.digest)
+            return [_copy_manifest(m) for m in found if after is None or m.digest > after][:limit]
 
     def list_referrers(self, repo: RepositoryName, subject: str) -> list[ManifestRecord]:
-        found = [m for m in self.manifests.get(_key(repo), {}).values() if m.subject == subject]
-        return sorted(found, key=lambda m: m.digest)
+        with self._lock:
+            entries = self.referrers.get(_key(repo), {})
+            return [_copy_manifest(entries[k]) for k in sorted(entries) if k[0] == subject]
+
+    # ------------------------------------------------------------ uploads
 
     def put_upload(self, session: UploadSession) -> None:
         with self._lock:
             self._live(_session_repo(session))
             if session.upload_id in self.uploads:
                 raise ValueError(f"upload {session.upload_id} exists")
-            self.uploads[session.upload_id] = replace(session, parts=list(session.parts))
+            self.uploads[session.upload_id] = _copy_session(session)
 
     def get_upload(self, upload_id: str) -> UploadSession | None:
-        session = self.uploads.get(upload_id)
-        return replace(session, parts=list(session.parts)) if session else None
+        with self._lock:
+            session = self.uploads.get(upload_id)
+            return _copy_session(session) if session else None
 
     def update_upload(self, session: UploadSession) -> None:
+        # As the port says, the registry is not re-checked: a session of a registry deleted
+        # meanwhile may still advance, but committing its blob is refused.
         with self._lock:
-            try:
-                self._live(_session_repo(session))
-            except NameUnknownError as exc:
-                raise BlobUploadUnknownError(
-                    "the registry of this upload no longer exists"
-                ) from exc
             current = self.uploads.get(session.upload_id)
             if current is None or current.version != session.version:
                 raise BlobUploadInvalidError("the upload was changed by a concurrent request")
             session.version += 1
-            self.uploads[session.upload_id] = replace(session, parts=list(session.parts))
+            self.uploads[session.upload_id] = _copy_session(session)
 
     def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
         with self._lock:
@@ -383,5 +558,11 @@ class MemoryMetadataStore:
             return True
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]:
-        expired = [s for s in self.uploads.values() if s.expires_at and s.expires_at <= now]
-        return sorted(expired, key=lambda s: s.expires_at or now)[:limit]
+        # In expiry order, as the DynamoDB index (<expires_at>#<upload id>) lists them; a
+        # session expires at ``expires_at`` (RegistryService.get_upload refuses it then).
+        with self._lock:
+            expired = [
+                s for s in self.uploads.values() if s.expires_at is not None and s.expires_at <= now
+            ]
+            expired.sort(key=lambda s: (s.expires_at or now, s.upload_id))
+            return [_copy_session(s) for s in expired[:limit]]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +15,7 @@ from chalicelib.adapters.dynamo import DynamoMetadataStore, _after, repo_pk
 from chalicelib.adapters.dynamo_models import BlobLinkItem
 from chalicelib.adapters.s3 import S3BlobStore
 from chalicelib.registry.digests import Digest
-from chalicelib.registry.errors import BlobUploadInvalidError, DigestInvalidError
+from chalicelib.registry.errors import DigestInvalidError
 from chalicelib.registry.manifests import OCI_EMPTY, OCI_MANIFEST
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import UploadSession
@@ -128,49 +126,6 @@ def test_digest_mismatch_leaves_no_object_and_no_link(
     assert store.get_upload(session.upload_id) is None
 
 
-def test_concurrent_commits_of_one_blob_count_storage_once_and_every_repository(
-    store: DynamoMetadataStore, registry: str, registry_id: str
-) -> None:
-    digest, size, writers = sha256(b"shared"), 123_456, 8
-    barrier = threading.Barrier(writers)
-    results: list[bool] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def commit(i: int) -> None:
-        repo = RepositoryName(registry, f"repo-{i}", registry_id)
-        barrier.wait()
-        try:
-            new = store.commit_blob(repo, digest, size, datetime.now(UTC))
-        except BaseException as exc:
-            with lock:
-                errors.append(exc)
-            return
-        with lock:
-            results.append(new)
-
-    threads = [threading.Thread(target=commit, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-
-    assert errors == []
-    assert sorted(results) == [False] * (writers - 1) + [True]
-    record = store.get_registry(registry)
-    assert record is not None
-    assert record.storage_bytes == size
-    assert record.repository_count == writers
-    for i in range(writers):
-        assert (
-            store.get_blob_link(RepositoryName(registry, f"repo-{i}", registry_id), digest)
-            is not None
-        )
-    assert store.list_repositories(registry_id, None, 100) == sorted(
-        f"repo-{i}" for i in range(writers)
-    )
-
-
 def test_second_upload_of_a_blob_links_the_registrys_copy_and_deletes_its_own(
     aws: Aws, service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
 ) -> None:
@@ -263,57 +218,6 @@ def test_delete_manifest_removes_its_tags_but_not_other_tags(
     assert tag is not None
     assert tag.digest == sha256(kept)
     assert service.list_tags(repo, None, None).items == ["v2"]
-
-
-def test_second_save_from_the_same_read_of_an_upload_is_refused(
-    service: RegistryService, store: DynamoMetadataStore, repo: RepositoryName
-) -> None:
-    session = service.start_upload(repo)
-    first = store.get_upload(session.upload_id)
-    second = store.get_upload(session.upload_id)
-    assert first is not None
-    assert second is not None
-    first.offset = 10
-    store.update_upload(first)
-    second.offset = 20
-    with pytest.raises(BlobUploadInvalidError):
-        store.update_upload(second)
-    saved = store.get_upload(session.upload_id)
-    assert saved is not None
-    assert (saved.offset, saved.version) == (10, 1)
-    assert second.version == 0  # the refused copy is left as it was read
-
-
-def test_expired_uploads_are_listed_by_expiry_through_the_index(
-    store: DynamoMetadataStore, registry: str, registry_id: str
-) -> None:
-    now = datetime.now(UTC)
-    sessions = {
-        name: UploadSession(
-            upload_id=f"{name}-{uuid.uuid4()}",
-            registry=registry,
-            registry_id=registry_id,
-            repository="app",
-            data_key=f"uploads/{registry}/{name}/data",
-            created_at=now - timedelta(hours=3),
-            expires_at=now + delta,
-        )
-        for name, delta in (
-            ("older", timedelta(hours=-2)),
-            ("old", timedelta(minutes=-1)),
-            ("live", timedelta(hours=1)),
-        )
-    }
-    for session in sessions.values():
-        store.put_upload(session)
-
-    expired = [s for s in store.list_expired_uploads(now, 1000) if s.registry == registry]
-    assert [s.upload_id for s in expired] == [
-        sessions["older"].upload_id,
-        sessions["old"].upload_id,
-    ]
-    assert expired[0].data_key == sessions["older"].data_key
-    assert expired[0].expires_at == sessions["older"].expires_at
 
 
 def test_cleanup_aborts_the_multipart_upload_of_an_expired_session(
