@@ -9,6 +9,8 @@ from typing import Protocol
 
 from .names import RepositoryName
 from .records import (
+    AccountRecord,
+    AuditRecord,
     BlobRecord,
     ManifestRecord,
     RegistryRecord,
@@ -54,9 +56,12 @@ class References(Protocol):
 class MetadataStore(Protocol):
     """Registries are found by name (``get_registry``); everything in a registry is keyed
     by the registry's id (``RepositoryName.registry_id``, a ``registry_id`` argument), and
-    every write into a registry is conditional on the name still naming that live
-    incarnation: a write for a deleted, deleting or re-created registry raises
-    ``NameUnknownError`` and changes nothing."""
+    every write that adds to a registry (a session, a blob, a link, a manifest, a tag, a
+    repository) is conditional on the name still naming that live incarnation: such a
+    write for a deleted, deleting or re-created registry raises ``NameUnknownError`` and
+    changes nothing. Removals (unlinking a blob, deleting a tag or manifest) need no such
+    condition: their keys belong to one incarnation, and removing from a registry being
+    purged is what the purge does anyway."""
 
     # tenants and credentials
     def get_registry(self, name: str) -> RegistryRecord | None: ...
@@ -158,3 +163,32 @@ class MetadataStore(Protocol):
         ...
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]: ...
+
+
+class AccountStore(Protocol):
+    """Tenant accounts and the operator's audit trail (registry.accounts). The account
+    record is the truth about suspension; ``set_suspended`` copies it onto every token and
+    registry record of the account, which the request path reads anyway."""
+
+    def put_account(self, record: AccountRecord) -> None:
+        """Create the account; ``ValueError`` if its id exists."""
+        ...
+
+    def get_account(self, account_id: str) -> AccountRecord | None: ...
+    def list_accounts(self, after: str | None, limit: int) -> list[AccountRecord]:
+        """Accounts in id order, after the id ``after``."""
+        ...
+
+    def update_account(self, record: AccountRecord) -> bool:
+        """Save status, suspended_at, name, contact and metadata; False if it is gone."""
+        ...
+
+    def delete_account(self, account_id: str) -> None: ...
+    def set_suspended(self, account_id: str, suspended: bool) -> None:
+        """Flag (or unflag) every token and every live registry of the account."""
+        ...
+
+    def put_audit(self, record: AuditRecord) -> None: ...
+    def list_audit(self, account_id: str, after: str | None, limit: int) -> list[AuditRecord]:
+        """The account's trail, oldest first, after the ``AuditRecord.sort_key`` ``after``."""
+        ...
