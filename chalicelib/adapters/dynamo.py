@@ -96,6 +96,19 @@ class DynamoMetadataStore:
         if registry.suspended:
             raise AccountSuspendedError(registry.account_id)
 
+    def _why_cancelled(
+        self, exc: TransactWriteError, labels: dict[str, list[str]], repo: RepositoryName
+    ) -> set[str]:
+        """Which labelled conditions a cancelled transaction failed. Anything but lost
+        conditions is re-raised, and a failed registry condition becomes the error that
+        says why (the registry is gone, being deleted, or taken again)."""
+        failed = _failed_conditions(exc, labels)
+        if failed is None:
+            raise exc
+        if "registry" in failed:
+            self._require_live_registry(repo)
+        return failed
+
     def _transaction(self) -> TransactWrite:
         if self._connection is None:
             self._connection = Connection(region=Item.Meta.region)
@@ -297,11 +310,7 @@ class DynamoMetadataStore:
                         condition=Item.pk.exists(),
                     )
             except TransactWriteError as exc:
-                failed = _failed_conditions(exc, labels)
-                if failed is None:
-                    raise
-                if "registry" in failed:
-                    self._require_live_registry(repo)
+                failed = self._why_cancelled(exc, labels, repo)
                 if "repo" in failed:
                     return False
                 continue  # a conflict with a concurrent write: try again
@@ -325,12 +334,12 @@ class DynamoMetadataStore:
                         condition=_registry_is(repo),
                     )
             except TransactWriteError as exc:
-                failed = _failed_conditions(exc, labels)
-                if failed is None:
+                lost = _failed_conditions(exc, labels)
+                if lost is None:
                     raise
-                if "repo" in failed:
+                if "repo" in lost:
                     return False  # a concurrent deletion finished first
-                if "registry" in failed:
+                if "registry" in lost:
                     self._require_live_registry(repo)
                 continue
             return True
@@ -433,11 +442,7 @@ class DynamoMetadataStore:
                         )
                         labels["delete"].append("upload")
             except TransactWriteError as exc:
-                failed = _failed_conditions(exc, labels)
-                if failed is None:
-                    raise
-                if "registry" in failed:
-                    self._require_live_registry(repo)
+                failed = self._why_cancelled(exc, labels, repo)
                 if "upload" in failed:
                     raise BlobUploadUnknownError(
                         "the upload was completed or changed by a concurrent request",
@@ -585,11 +590,7 @@ class DynamoMetadataStore:
                         )
                         labels["check"] += ["registry", "repo"]
             except TransactWriteError as exc:
-                failed = _failed_conditions(exc, labels)
-                if failed is None:
-                    raise
-                if "registry" in failed:
-                    self._require_live_registry(repo)
+                failed = self._why_cancelled(exc, labels, repo)
                 if "manifest" in failed:
                     existing = self.get_manifest(repo, record.digest)
                     if existing is not None and existing.media_type != record.media_type:
@@ -698,11 +699,7 @@ class DynamoMetadataStore:
                 self._put_upload(session, repo)
             except TransactWriteError as exc:
                 labels = {"check": ["registry"], "delete": [], "put": ["upload"], "update": []}
-                failed = _failed_conditions(exc, labels)
-                if failed is None:
-                    raise
-                if "registry" in failed:
-                    self._require_live_registry(repo)
+                failed = self._why_cancelled(exc, labels, repo)
                 if "upload" in failed:
                     raise ValueError(f"upload {session.upload_id} exists") from exc
                 continue  # a conflict with a concurrent write of the registry record
