@@ -6,11 +6,13 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from .adapters.dynamo import DynamoMetadataStore
+from .adapters.dynamo_accounts import DynamoAccountStore
 from .adapters.dynamo_models import bind_table
 from .adapters.s3 import S3BlobStore, s3_client
 from .api.routes import ManagementApi
 from .config import Settings, settings
 from .http.v2 import V2Api
+from .registry.accounts import AccountService
 from .registry.auth import Authenticator, RegistryTokens, UploadCapability
 from .registry.management import ManagementService
 from .registry.service import RegistryService, ServiceSettings
@@ -59,4 +61,5 @@ def management_api() -> ManagementApi:
     # One Authenticator: what the management API changes, it forgets from the cache.
     service = ManagementService(registry.store, registry.blobs, registry, v2_api().auth)
     host = urlsplit(config.public_url).netloc if config.public_url else None
-    return ManagementApi(service, registry_host=host)
+    accounts = AccountService(DynamoAccountStore(), registry.store, v2_api().auth)
+    return ManagementApi(service, registry_host=host, accounts=accounts)

@@ -83,6 +83,8 @@ class RegistryItem(Item):
     storage_updated_at = UTCDateTimeAttribute(null=True)
     subscription_created_at = UTCDateTimeAttribute(null=True)
     subscription_updated_at = UTCDateTimeAttribute(null=True)
+    # Its account is suspended (dynamo_accounts): every write's condition refuses it.
+    suspended = BooleanAttribute(null=True)
 
 
 class RegistryBlobItem(Item):
@@ -177,6 +179,8 @@ class TokenItem(Item):
     expires_at = UTCDateTimeAttribute(null=True)
     created_at = UTCDateTimeAttribute(null=True)
     last_used_at = UTCDateTimeAttribute(null=True)
+    # Its account is suspended (dynamo_accounts): authentication refuses it.
+    suspended = BooleanAttribute(null=True)
 
 
 ALL_MODELS: tuple[type[Item], ...] = (

@@ -10,10 +10,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from chalicelib.api.accounts import ACCOUNT_ROUTES
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.routing import Route, match_route, route
 from chalicelib.http.telemetry import logger, record_request
 from chalicelib.registry import untrusted_json
+from chalicelib.registry.accounts import AccountService
 from chalicelib.registry.auth import Principal
 from chalicelib.registry.errors import (
     BadRequestError,
@@ -69,7 +71,13 @@ def _no_content() -> HttpResponse:
 
 
 class ManagementApi:
-    def __init__(self, service: ManagementService, registry_host: str | None = None) -> None:
+    def __init__(
+        self,
+        service: ManagementService,
+        registry_host: str | None = None,
+        accounts: AccountService | None = None,
+    ) -> None:
+        self.accounts = accounts  # the operator's /api/v1/accounts (api/accounts.py)
         self.service = service
         # host[:port] written into docker config.json files; the request's Host by default.
         self.registry_host = registry_host
@@ -285,4 +293,5 @@ ROUTES: tuple[Route[Handler], ...] = (
     route(rf"{_REG}/repositories/{_REPO}$", DELETE=A.delete_repository),
     route(r"^/api/v1/tokens/?$", GET=A.list_tokens, POST=A.create_token),
     route(r"^/api/v1/tokens/(?P<token_id>[^/]+)$", DELETE=A.revoke_token),
+    *ACCOUNT_ROUTES,
 )

@@ -134,7 +134,9 @@ class V2Api:
         raise UnauthorizedError("use Bearer (from the token endpoint) or Basic with an API token")
 
     def _api_token(self, secret: str) -> Principal:
-        return self.auth.authenticate_secret(secret, utcnow())
+        # Every /v2/ use of an API token (Basic, the token endpoint, ping, catalog) passes
+        # here: operator-only tokens and suspended accounts' tokens stop at this point.
+        return self.auth.authenticate_tenant(secret, utcnow())
 
     def _authorize(self, request: HttpRequest, name: str, action: Action) -> RepositoryName:
         repo = RepositoryName.parse(name)

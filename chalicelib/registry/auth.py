@@ -18,6 +18,7 @@ from enum import StrEnum
 import jwt
 
 from .errors import (
+    AccountSuspendedError,
     BadRequestError,
     BlobUploadUnknownError,
     DeniedError,
@@ -32,6 +33,9 @@ from .records import RegistryRecord, TokenRecord
 TOKEN_PREFIX = "pst_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 SCOPES = frozenset({"pull", "push", "admin"})
+# Above admin and outside every tenant: manages accounts (registry.accounts), and grants
+# nothing on any tenant's content. Never in SCOPES, so no tenant can mint it.
+OPERATOR_SCOPE = "operator"
 
 
 class Action(StrEnum):
@@ -69,6 +73,16 @@ class Principal:
 
     def may(self, action: Action) -> bool:
         return bool(self.token.scopes & GRANTING_SCOPES[action])
+
+    @property
+    def is_operator(self) -> bool:
+        return OPERATOR_SCOPE in self.token.scopes
+
+    @property
+    def is_tenant(self) -> bool:
+        """Holds a scope on its own account's registries (the local bootstrap token is
+        operator and tenant admin at once; a deployment's operator token is not)."""
+        return bool(self.token.scopes & SCOPES)
 
 
 class Authenticator:
@@ -109,7 +123,18 @@ class Authenticator:
             raise UnauthorizedError("invalid credentials")
         if record.expires_at is not None and record.expires_at <= now:
             raise UnauthorizedError("token expired")
+        if record.suspended:  # set on every token of a suspended account: no extra read
+            raise AccountSuspendedError(record.account_id)
         return Principal(record)
+
+    def authenticate_tenant(self, secret: str, now: datetime) -> Principal:
+        """As ``authenticate_secret``, for the registry API (/v2/): a token that holds only
+        the operator scope is refused there, whatever it asks (operating the service is
+        not reading customers' images)."""
+        principal = self.authenticate_secret(secret, now)
+        if not principal.is_tenant:
+            raise DeniedError("an operator token has no access to registry content")
+        return principal
 
     def record_use(self, principal: Principal, now: datetime) -> None:
         """Note when a token was last used, at most once a minute per token, so that busy

@@ -166,3 +166,13 @@ class ConcurrentWriteError(RegistryError):
     """A conditional write lost a race; the client may retry."""
 
     code = "TOOMANYREQUESTS"
+
+
+class AccountSuspendedError(DeniedError):
+    """The account a token or registry belongs to is suspended by the operator."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            f"account {account_id!r} is suspended: contact the operator of this registry",
+            detail={"account": account_id},
+        )

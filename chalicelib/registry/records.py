@@ -33,6 +33,9 @@ class RegistryRecord:
     # Set when the registry is deleted: it is invisible at once, its content is purged in
     # the background, and the name is free when the record itself goes.
     deleting: bool = False
+    # A copy of its account's suspension (registry.accounts): every write into the registry
+    # is conditional on this record, so refusing writes costs no extra read.
+    suspended: bool = False
 
 
 @dataclass
@@ -46,6 +49,8 @@ class TokenRecord:
     expires_at: datetime | None = None
     created_at: datetime | None = None
     last_used_at: datetime | None = None
+    # A copy of its account's suspension: authenticating reads this record anyway.
+    suspended: bool = False
 
 
 @dataclass
@@ -127,3 +132,39 @@ class UploadSession:
     def belongs_to(self, repo: RepositoryName) -> bool:
         """Issued for this repository of this incarnation of the registry."""
         return self.repo_path == str(repo) and self.registry_id == repo.registry_id
+
+
+ACCOUNT_ACTIVE = "active"
+ACCOUNT_SUSPENDED = "suspended"
+
+
+@dataclass
+class AccountRecord:
+    """A tenant: what owns registries and API tokens (their ``account_id``). Only an
+    operator creates, suspends and deletes one (registry.accounts)."""
+
+    account_id: str
+    name: str
+    contact: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    status: str = ACCOUNT_ACTIVE
+    created_at: datetime | None = None
+    suspended_at: datetime | None = None
+
+
+@dataclass
+class AuditRecord:
+    """One operator action on an account: who (the operator token), when, what."""
+
+    account_id: str
+    action: str
+    actor_token_id: str
+    actor_name: str
+    at: datetime
+    audit_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    detail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sort_key(self) -> str:
+        """Oldest first; what the stores order an account's trail by and page after."""
+        return f"{self.at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{self.audit_id}"

@@ -2,8 +2,9 @@
 
 ``portside serve`` runs the registry locally; every other command talks to the management
 API (``/api/v1``) over HTTP (see docs/cli.md). Each noun has its module: ``auth`` (auth,
-login, docker-config), ``registries``, ``repositories``, ``tags``, ``manifests``, ``tokens``
-and ``serve``; ``context`` holds the shared state and options, ``output`` the printing.
+login, docker-config), ``registries``, ``repositories``, ``tags``, ``manifests``, ``tokens``,
+``accounts`` (the operator's) and ``serve``; ``context`` holds the shared state and options,
+``output`` the printing.
 Importing this package never imports boto3, moto or the registry core: ``serve`` imports the
 local runtime when it runs.
 """
@@ -17,7 +18,16 @@ from typing import Any
 
 import click
 
-from portside.cli import auth, manifests, registries, repositories, serve, tags, tokens
+from portside.cli import (
+    accounts,
+    auth,
+    manifests,
+    registries,
+    repositories,
+    serve,
+    tags,
+    tokens,
+)
 from portside.cli.context import global_options
 from portside.clientlib import ClientError
 
@@ -59,6 +69,7 @@ for _command in (
     tags.tag,
     manifests.manifest,
     tokens.token,
+    accounts.account,
     serve.serve,
 ):
     main.add_command(_command)

@@ -248,6 +248,48 @@ class ApiClient:
     def revoke_token(self, token_id: str) -> None:
         self.request("DELETE", f"/tokens/{segment(token_id)}")
 
+    # ----------------------------------------------------------------------------------
+    # accounts (operator tokens only)
+
+    accounts_path = "/accounts"
+
+    @staticmethod
+    def account_path(account_id: str) -> str:
+        return f"/accounts/{segment(account_id)}"
+
+    @classmethod
+    def account_audit_path(cls, account_id: str) -> str:
+        return f"{cls.account_path(account_id)}/audit"
+
+    def create_account(
+        self, name: str, contact: str | None = None, metadata: dict[str, str] | None = None
+    ) -> JSON:
+        """The new account and its first admin token (``{"account": ..., "token": ...}``;
+        the token's secret is in ``token.token``, shown only in this answer)."""
+        body: JSON = {"name": name}
+        if contact is not None:
+            body["contact"] = contact
+        if metadata:
+            body["metadata"] = metadata
+        data = _required(self.request("POST", "/accounts", body=body), "POST /accounts")
+        _field(data, "account", "POST /accounts")
+        _field(data, "token", "POST /accounts")
+        return data
+
+    def get_account(self, account_id: str) -> JSON:
+        return _field(self._get(self.account_path(account_id)), "account", "GET account")
+
+    def suspend_account(self, account_id: str) -> JSON:
+        data = self.request("POST", f"{self.account_path(account_id)}/suspend")
+        return _field(data, "account", "POST suspend")
+
+    def resume_account(self, account_id: str) -> JSON:
+        data = self.request("POST", f"{self.account_path(account_id)}/resume")
+        return _field(data, "account", "POST resume")
+
+    def delete_account(self, account_id: str) -> None:
+        self.request("DELETE", self.account_path(account_id))
+
 
 # --------------------------------------------------------------------------------------
 # helpers

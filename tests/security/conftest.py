@@ -1,6 +1,7 @@
 """Two accounts, three registries, five tokens, on a Portside with a known signing key.
 
-Account ``local`` (the bootstrap account) owns registries A and B; account ``acct2`` owns C.
+Account ``local`` (the bootstrap account) owns registries A and B; account 2, onboarded
+through ``POST /api/v1/accounts`` with the bootstrap token (also the operator's), owns C.
 Tokens: ``pull_a``, ``push_a`` and ``admin_a`` are account-1 tokens limited to A, ``admin1``
 is account 1's unrestricted admin (the bootstrap token) and ``admin2`` account 2's. X names a
 registry that does not exist. Each existing registry holds ``<registry>/app:v1``.
@@ -42,7 +43,8 @@ class World:
         return self.server.url
 
     def owner_token(self, reg: str) -> str:
-        return self.tokens["admin2" if self.owners.get(reg) == ACCOUNT2 else "admin1"].secret
+        owner = self.owners.get(reg, "local")
+        return self.tokens["admin1" if owner == "local" else "admin2"].secret
 
     def owner_v2(self, reg: str) -> V2:
         return V2.basic(self.url, self.owner_token(reg))
@@ -59,15 +61,16 @@ class World:
 
 def build_world(server: RunningRegistry) -> World:
     names = {key: unique(f"sec-{key.lower()}") for key in ("A", "B", "C", "X")}
-    owners = {"A": "local", "B": "local", "C": ACCOUNT2}
     admin1 = Api(server.url, server.token)
+    onboarded = admin1.post("/api/v1/accounts", json={"name": "account 2"}, expect=201).json()
+    account2, admin2_secret = onboarded["account"]["id"], onboarded["token"]["token"]
+    owners = {"A": "local", "B": "local", "C": account2}
     admin1.create_registry(names["A"])
     admin1.create_registry(names["B"])
-    server.create_registry(names["C"], account=ACCOUNT2)
-    admin2_secret = server.create_token(["admin"], None, account=ACCOUNT2)
+    Api(server.url, admin2_secret).create_registry(names["C"])
     tokens = {
         "admin1": TokenInfo("admin1", server.token, "local", frozenset({"admin"}), None),
-        "admin2": TokenInfo("admin2", admin2_secret, ACCOUNT2, frozenset({"admin"}), None),
+        "admin2": TokenInfo("admin2", admin2_secret, account2, frozenset({"admin"}), None),
     }
     for scope in ("pull", "push", "admin"):
         created = admin1.create_token([scope], [names["A"]], name=f"{scope}-a")
