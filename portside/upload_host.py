@@ -17,10 +17,15 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from cheroot import wsgi
-
 from chalicelib.wiring import v2_api
-from portside.local.gateway import StartResponse, is_upload_body, reply, wsgi_request
+from portside.local.gateway import (
+    StartResponse,
+    framing_refusal,
+    is_upload_body,
+    reply,
+    wsgi_request,
+)
+from portside.local.http_server import wsgi_server
 
 NOT_FOUND = json.dumps(
     {"errors": [{"code": "NOT_FOUND", "message": "this host serves uploads only", "detail": None}]}
@@ -31,6 +36,9 @@ def upload_app(environ: dict[str, Any], start_response: StartResponse) -> Iterab
     if environ.get("PATH_INFO") == "/healthz":
         return reply(start_response, 200, {"Content-Type": "text/plain"}, b"ok")
     request = wsgi_request(environ)
+    refused = framing_refusal(environ, request)
+    if refused is not None:
+        return reply(start_response, refused.status, refused.headers, refused.body)
     # GET and DELETE of a session come here too: clients keep using the Location they got.
     session_call = request.method in ("GET", "DELETE") and "/blobs/uploads/" in request.path
     if not (is_upload_body(request.method, request.path, request.query) or session_call):
@@ -41,10 +49,10 @@ def upload_app(environ: dict[str, Any], start_response: StartResponse) -> Iterab
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8080"))
-    server = wsgi.Server(
-        ("0.0.0.0", port), upload_app, numthreads=int(os.environ.get("THREADS", "16"))
-    )
-    server.timeout = 300
+    # Each running upload holds up to one part in memory: the deployment sizes THREADS with
+    # the task's memory. Connections beyond the threads wait in the listen backlog.
+    threads = int(os.environ.get("THREADS", "16"))
+    server = wsgi_server("0.0.0.0", port, upload_app, threads)
     print(f"Portside upload host listening on :{port}", flush=True)
     server.safe_start()
 

@@ -23,14 +23,20 @@ order, so that tests through it prove the deployed path:
    without the fix (``docker login`` fails with 401).
 
 API Gateway's own answers are ``portside_edge.gateway_responses``, the definitions the stack
-configures. Upload bodies (PATCH/PUT on an upload session, POST with ``digest``) stand for the
-upload host behind its ALB, which remaps nothing: they stream from the socket into the same
-``V2Api`` dispatcher, and its answers reach the client as it sent them.
+configures. Upload bodies (PATCH/PUT on an upload session, POST with ``digest``) stand for
+the upload host behind its ALB, which remaps nothing: they stream from the socket into the
+same ``V2Api`` dispatcher, and its answers reach the client as it sent them.
+
+On both paths a request body whose framing is broken (not validly chunked, or both
+``Transfer-Encoding`` and ``Content-Length``: RFC 9112 6.3) is refused with a 400 and the
+spec's JSON error of the resource it was sent to, having stored nothing;
+``http_server.FramingGateway`` then closes the connection, whose framing is lost.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
@@ -42,14 +48,22 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qsl
 
 from chalice.app import Chalice
 
+from chalicelib.api.routes import api_error_response
 from chalicelib.http.chalice_views import BINARY_TYPES
-from chalicelib.http.messages import HttpRequest
+from chalicelib.http.errors import error_response
+from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.v2 import V2Api
+from chalicelib.registry.errors import (
+    BadRequestError,
+    BlobUploadInvalidError,
+    ManifestInvalidError,
+    RegistryError,
+)
 from chalicelib.registry.names import is_decimal
 from portside_edge import origin_response
 from portside_edge.gateway_responses import (
@@ -179,6 +193,68 @@ def is_upload_body(method: str, path: str, query: Mapping[str, str]) -> bool:
     return method == "POST" and bool(_UPLOAD_START.match(path)) and "digest" in query
 
 
+class RequestBody(io.BufferedIOBase):
+    """A request body as the dispatchers read it (``wsgi.input`` underneath).
+
+    cheroot decodes a chunked body while it is read and raises ``ValueError`` when the bytes
+    are not chunks (a bad size line, a chunk not followed by CRLF, a body cut short), deep
+    inside whatever was reading: the dispatcher took it for a bug and answered 500. Here it
+    becomes ``malformed``, the spec's 400 for the resource the body was sent to, which the
+    service's read loops already treat as any refused body: nothing saved, and what the
+    request wrote itself removed.
+    """
+
+    def __init__(self, stream: Any, malformed: type[RegistryError]) -> None:
+        super().__init__()
+        self._stream = stream
+        self._malformed = malformed
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        try:
+            # cheroot's readers take None, not -1, for "everything".
+            data: bytes = self._stream.read(None if size is None or size < 0 else size)
+        except ValueError as exc:
+            raise self._malformed(f"the request body is not validly chunked: {exc}") from exc
+        return data
+
+
+def malformed_body_error(method: str, path: str, query: Mapping[str, str]) -> type[RegistryError]:
+    """The spec's error for a body that cannot be read as framed, by what it was sent to."""
+    if is_upload_body(method, path, query) or _UPLOAD_START.match(path):
+        return BlobUploadInvalidError
+    if "/manifests/" in path and path.startswith("/v2/"):
+        return ManifestInvalidError
+    return BadRequestError
+
+
+def framing_refusal(environ: Mapping[str, Any], request: HttpRequest) -> HttpResponse | None:
+    """A 400 for a request that carries both ``Transfer-Encoding`` and ``Content-Length``.
+
+    RFC 9112 (6.3) lets a server refuse such a request (it is how requests are smuggled past
+    a proxy that reads the other header) and asks it to close the connection after
+    answering. Refused before its body is read, it changes nothing; the unread chunks make
+    ``FramingGateway`` close the connection.
+    """
+    if not (environ.get("HTTP_TRANSFER_ENCODING") and environ.get("CONTENT_LENGTH")):
+        return None
+    error = malformed_body_error(request.method, request.path, request.query)(
+        "a request may not carry both Transfer-Encoding and Content-Length"
+    )
+    return error_answer(request.path, error)
+
+
+def error_answer(path: str, error: RegistryError) -> HttpResponse:
+    """``error`` in the error format of the API that ``path`` belongs to."""
+    if path.startswith("/api/v1/"):
+        return api_error_response(error)
+    answer = error_response(error)
+    answer.headers.setdefault("Docker-Distribution-API-Version", "registry/2.0")
+    return answer
+
+
 def edge_fix_from_env() -> bool:
     """The edge fix runs unless ``PORTSIDE_LOCAL_EDGE_FIX`` says ``off`` (or 0/false/no)."""
     value = os.environ.get(EDGE_FIX_ENV, "on").strip().lower()
@@ -240,6 +316,9 @@ class LocalGateway:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = wsgi_request(environ)
+        refused = framing_refusal(environ, request)
+        if refused is not None:
+            return reply(start_response, refused.status, refused.headers, refused.body)
         if is_upload_body(request.method, request.path, request.query):
             response = self._upload_api().handle(request)
             return reply(start_response, response.status, response.headers, response.body)
@@ -250,11 +329,14 @@ class LocalGateway:
 
     def _api_gateway(self, environ: dict[str, Any], request: HttpRequest) -> Answer:
         method, path = request.method, request.path
-        body = (
-            environ["wsgi.input"].read(API_PAYLOAD_LIMIT + 1)
-            if method not in ("GET", "HEAD")
-            else b""
-        )
+        try:
+            body = (
+                request.body.read(API_PAYLOAD_LIMIT + 1) if method not in ("GET", "HEAD") else b""
+            )
+        except RegistryError as error:
+            # The front door could not read the body: the Lambda is never invoked.
+            refused = error_answer(path, error)
+            return Answer(refused.status, list(refused.headers.items()), refused.body)
         if len(body) > API_PAYLOAD_LIMIT:
             return gateway_answer(API_PAYLOAD_TOO_LARGE, request_id=None)
         request_id = str(uuid.uuid4())
@@ -425,12 +507,18 @@ def wsgi_request(environ: dict[str, Any]) -> HttpRequest:
     headers = request_headers(environ)
     proto = headers.get("x-forwarded-proto", environ.get("wsgi.url_scheme", "http"))
     length_text = environ.get("CONTENT_LENGTH") or ""
+    method = environ["REQUEST_METHOD"].upper()
+    path = environ.get("PATH_INFO", "/") or "/"
+    query = dict(pairs)
     return HttpRequest(
-        method=environ["REQUEST_METHOD"].upper(),
-        path=environ.get("PATH_INFO", "/") or "/",
-        query=dict(pairs),
+        method=method,
+        path=path,
+        query=query,
         headers=headers,
-        body=environ["wsgi.input"],
+        # A BinaryIO to its readers (they only call read()).
+        body=cast(
+            BinaryIO, RequestBody(environ["wsgi.input"], malformed_body_error(method, path, query))
+        ),
         content_length=int(length_text) if is_decimal(length_text) else None,
         base_url=f"{proto}://{headers.get('host', 'localhost')}",
         query_lists=query_lists(pairs),

@@ -7,16 +7,17 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cheroot import wsgi
+from chalicelib.registry.auth import OPERATOR_SCOPE, SCOPES, hash_token, new_token_secret
+from chalicelib.registry.records import AccountRecord, RegistryRecord, TokenRecord
 
-from chalicelib.registry.auth import SCOPES, hash_token, new_token_secret
-from chalicelib.registry.records import RegistryRecord, TokenRecord
+from .http_server import DEFAULT_THREADS, wsgi_server
 
 LOCAL_ACCOUNT = "local"
+# Schedules fired more often locally than the app's rate (seconds); see serve().
+LOCAL_INTERVALS = {"purge-deleted-registries": 5.0}
 log = logging.getLogger("portside.local")
 
 
@@ -64,7 +65,10 @@ class Bootstrap:
 
 
 def provision(registry: str | None, token: str | None) -> Bootstrap:
-    """Create the table, the bucket, a registry and an all-scopes token, idempotently."""
+    """Create the table, the bucket, the local account, a registry and a token,
+    idempotently. The token is the account's admin and the deployment's operator at once,
+    so that a script against the local runtime can onboard further accounts."""
+    from chalicelib.adapters.dynamo_accounts import DynamoAccountStore
     from chalicelib.adapters.dynamo_models import create_table
     from chalicelib.wiring import v2_api
 
@@ -74,6 +78,9 @@ def provision(registry: str | None, token: str | None) -> Bootstrap:
     store = api.service.store
     name = registry or "demo"
     now = datetime.now(UTC)
+    accounts = DynamoAccountStore()
+    if accounts.get_account(LOCAL_ACCOUNT) is None:
+        accounts.put_account(AccountRecord(LOCAL_ACCOUNT, LOCAL_ACCOUNT, created_at=now))
     if store.get_registry(name) is None:
         store.put_registry(RegistryRecord(name=name, account_id=LOCAL_ACCOUNT, created_at=now))
     created = token is None
@@ -85,26 +92,11 @@ def provision(registry: str | None, token: str | None) -> Bootstrap:
                 token_hash=hash_token(secret),
                 account_id=LOCAL_ACCOUNT,
                 name="bootstrap",
-                scopes=SCOPES,
+                scopes=SCOPES | {OPERATOR_SCOPE},
                 created_at=now,
             )
         )
     return Bootstrap(name, secret, created)
-
-
-def run_schedules(stop: threading.Event, jobs: list[tuple[float, Callable[[], object]]]) -> None:
-    """Fire scheduled handlers as EventBridge would (moto does not)."""
-    next_run = [0.0 for _ in jobs]
-    clock = 0.0
-    while not stop.wait(1.0):
-        clock += 1.0
-        for i, (interval, job) in enumerate(jobs):
-            if clock >= next_run[i]:
-                next_run[i] = clock + interval
-                try:
-                    job()
-                except Exception:
-                    log.exception("scheduled job failed")
 
 
 def serve(
@@ -112,7 +104,7 @@ def serve(
     port: int,
     registry: str | None,
     token: str | None,
-    threads: int = 16,
+    threads: int = DEFAULT_THREADS,
     aws_endpoint_url: str | None = None,
 ) -> None:
     moto_server: object | None = None
@@ -124,23 +116,28 @@ def serve(
     else:
         moto_server, endpoint = start_moto(host)
     from chalicelib.application import create_app
-    from chalicelib.events.handlers import cleanup_expired_uploads, purge_deleted_registries
     from chalicelib.wiring import v2_api
 
-    from .gateway import LocalGateway
+    from .gateway import LocalGateway, edge_fix_from_env
+    from .schedules import app_schedules, run_schedules
 
     boot = provision(registry, token)
     stop = threading.Event()
     threading.Thread(
         target=run_schedules,
-        # AWS runs these every 15 and every 1 minutes; locally purges run sooner, so a
-        # deleted registry's name is free again within seconds.
-        args=(stop, [(900.0, cleanup_expired_uploads), (5.0, purge_deleted_registries)]),
+        # Every schedule the app declares, through the handler strings of the deployed
+        # template, at the app's rates; only the purge runs sooner than AWS's once a minute,
+        # so that a deleted registry's name is free again within seconds for someone trying
+        # it by hand (each run does a bounded amount of work, so running it often is cheap).
+        args=(stop, app_schedules(create_app(), LOCAL_INTERVALS)),
         daemon=True,
     ).start()
-    server = wsgi.Server((host, port), LocalGateway(create_app, v2_api), numthreads=threads)
-    # Large layers stream through; do not cut slow uploads off.
-    server.timeout = 300
+    server = wsgi_server(
+        host,
+        port,
+        LocalGateway(create_app, v2_api, edge_fix=edge_fix_from_env(), lambda_workers=threads),
+        threads,
+    )
     url_host = f"{host}:{port}"
     print(f"Portside is serving on http://{url_host} (AWS stand-in: moto at {endpoint})")
     print(f"Registry: {boot.registry}" + ("   (token created now)" if boot.created_token else ""))
@@ -149,7 +146,10 @@ def serve(
     shown = boot.token if boot.created_token else "$PORTSIDE_BOOTSTRAP_TOKEN"
     print(f'  echo "{shown}" | docker login {url_host} -u "{shown}" --password-stdin')
     print(f"  docker tag alpine {url_host}/{boot.registry}/alpine:latest")
-    print(f"  docker push {url_host}/{boot.registry}/alpine:latest", flush=True)
+    print(f"  docker push {url_host}/{boot.registry}/alpine:latest")
+    # The same token is the local deployment's operator (docs/operating.md).
+    print("Onboard another tenant (the token is also the operator's):")
+    print(f"  portside --api-url http://{url_host} --token {shown} account create NAME", flush=True)
     try:
         server.safe_start()
     finally:

@@ -1,0 +1,41 @@
+"""One real local registry (``portside serve`` over moto, as users run it) for the race
+suite, with 5 MiB upload parts so that multipart sessions stay small and fast."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.api.helpers import V2, Api, unique
+from tests.support.server import RunningRegistry, start_registry
+
+from .invariants import PART_SIZE, Registry
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    with start_registry(
+        tmp_path_factory.mktemp("race-server"),
+        registry="race-bootstrap",
+        extra_env={"PORTSIDE_PART_SIZE": str(PART_SIZE)},
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def admin(server: RunningRegistry) -> Api:
+    return Api(server.url, server.token)
+
+
+@pytest.fixture
+def registry(server: RunningRegistry, admin: Api) -> Registry:
+    """A registry of its own for each test, so that its counters are the test's alone."""
+    name = unique("race")
+    admin.create_registry(name)
+    return Registry(server, name)
+
+
+@pytest.fixture
+def v2(server: RunningRegistry) -> V2:
+    return V2.basic(server.url, server.token)
