@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar, cast
 
 from pynamodb.connection import Connection
@@ -512,9 +512,18 @@ class DynamoMetadataStore:
         conditional on the registry incarnation being live, the repository existing and not
         being deleted (or being created now), and the manifest, if it exists, having been
         pushed as the same media type (the first push decides how it is served)."""
+        # The caller read the references (blob links, child manifests) in the repository
+        # before this. If the repository existed then and is gone now, it was deleted in
+        # between, links and all: re-creating it would leave a manifest whose blobs are gone.
+        read_in_existing = not create_repository
         for attempt in range(RETRIES):
             if attempt:
                 create_repository = not self._repository_state(repo)
+                if create_repository and read_in_existing:
+                    raise NameUnknownError(
+                        f"repository {repo} was deleted while the manifest was pushed",
+                        detail={"name": str(repo)},
+                    )
             labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
             try:
                 with self._transaction() as tx:
@@ -717,8 +726,11 @@ class DynamoMetadataStore:
         item = _get(UploadItem, f"UPLOAD#{upload_id}", META, consistent_read=True)
         return None if item is None else _upload_session(item)
 
-    def update_upload(self, session: UploadSession) -> None:
-        """Save the session if nobody saved it since it was read (a version check).
+    def update_upload(
+        self, session: UploadSession, holder: str | None = None, now: datetime | None = None
+    ) -> None:
+        """Save the session if nobody saved it since it was read (a version check) and no
+        other request holds it.
 
         Unlike starting a session and committing a blob, advancing one does not re-check
         the registry (it would turn one write unit into four on every PATCH): a session of
@@ -727,7 +739,9 @@ class DynamoMetadataStore:
         expected = session.version
         session.version = expected + 1
         try:
-            _upload_item(session).save(condition=UploadItem.version == expected)
+            _upload_item(session).save(
+                condition=(UploadItem.version == expected) & _not_held_by_other(holder, now)
+            )
         except PutError as exc:
             session.version = expected
             if _is_condition_failure(exc):
@@ -736,10 +750,13 @@ class DynamoMetadataStore:
                 ) from exc
             raise
 
-    def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
+    def delete_upload(
+        self, upload_id: str, version: int | None = None, now: datetime | None = None
+    ) -> bool:
         condition = Item.pk.exists()
         if version is not None:
-            condition = condition & (UploadItem.version == version)
+            held = _not_held_by_other(None, now)
+            condition = condition & (UploadItem.version == version) & held
         return _delete_existing(Item(f"UPLOAD#{upload_id}", META), condition)
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]:
@@ -919,6 +936,16 @@ def _manifest_record(item: ManifestItem) -> ManifestRecord:
     )
 
 
+def _not_held_by_other(holder: str | None, now: datetime | None) -> Condition:
+    """No request but ``holder`` holds the session: no claim, an expired one, or its own."""
+    free: Condition = UploadItem.claim_id.does_not_exist() | (
+        UploadItem.claimed_until < (now or datetime.now(UTC))
+    )
+    if holder is not None:
+        free = free | (UploadItem.claim_id == holder)
+    return free
+
+
 def _session_repo(session: UploadSession) -> RepositoryName:
     return RepositoryName(session.registry, session.repository, session.registry_id)
 
@@ -944,6 +971,8 @@ def _upload_item(s: UploadSession) -> UploadItem:
         created_at=s.created_at,
         expires_at=s.expires_at,
         ttl=s.expires_at,
+        claim_id=s.claim_id,
+        claimed_until=s.claimed_until,
     )
 
 
@@ -963,6 +992,8 @@ def _upload_session(item: UploadItem) -> UploadSession:
         version=int(item.version),
         created_at=item.created_at,
         expires_at=item.expires_at,
+        claim_id=item.claim_id,
+        claimed_until=item.claimed_until,
     )
 
 

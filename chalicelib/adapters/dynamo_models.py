@@ -164,6 +164,10 @@ class UploadItem(Item):
     version = NumberAttribute(default=0)
     created_at = UTCDateTimeAttribute(null=True)
     expires_at = UTCDateTimeAttribute(null=True)
+    # A request holding the session (records.UploadSession.claim_id): others may not save
+    # or end it until ``claimed_until``.
+    claim_id = UnicodeAttribute(null=True)
+    claimed_until = UTCDateTimeAttribute(null=True)
     # DynamoDB deletes the item some time after this; the cleanup job aborts the multipart
     # upload first (it queries GSI1 by expiry), so TTL is only the backstop.
     ttl = TTLAttribute(null=True)

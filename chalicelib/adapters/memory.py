@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.registry.errors import (
@@ -468,9 +468,15 @@ class MemoryMetadataStore:
         now: datetime,
     ) -> None:
         # ``create_repository`` is the caller's guess, which the DynamoDB store corrects
-        # when it was wrong; here the repository is simply created if it is missing.
+        # when it was wrong; here the repository is simply created if it is missing, unless
+        # the caller read the references in a repository that is gone now (deleted since).
         with self._lock:
             self._live(repo)
+            if not create_repository and not self.repository_exists(repo):
+                raise NameUnknownError(
+                    f"repository {repo} was deleted while the manifest was pushed",
+                    detail={"name": str(repo)},
+                )
             existing = self.manifests.get(_key(repo), {}).get(record.digest)
             if existing is not None and existing.media_type != record.media_type:
                 raise ManifestInvalidError(
@@ -539,20 +545,32 @@ class MemoryMetadataStore:
             session = self.uploads.get(upload_id)
             return _copy_session(session) if session else None
 
-    def update_upload(self, session: UploadSession) -> None:
+    def update_upload(
+        self, session: UploadSession, holder: str | None = None, now: datetime | None = None
+    ) -> None:
         # As the port says, the registry is not re-checked: a session of a registry deleted
         # meanwhile may still advance, but committing its blob is refused.
         with self._lock:
             current = self.uploads.get(session.upload_id)
-            if current is None or current.version != session.version:
+            if (
+                current is None
+                or current.version != session.version
+                or current.held_by_other(now or datetime.now(UTC), holder)
+            ):
                 raise BlobUploadInvalidError("the upload was changed by a concurrent request")
             session.version += 1
             self.uploads[session.upload_id] = _copy_session(session)
 
-    def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
+    def delete_upload(
+        self, upload_id: str, version: int | None = None, now: datetime | None = None
+    ) -> bool:
         with self._lock:
             session = self.uploads.get(upload_id)
-            if session is None or (version is not None and session.version != version):
+            if session is None:
+                return False
+            if version is not None and (
+                session.version != version or session.held_by_other(now or datetime.now(UTC), None)
+            ):
                 return False
             del self.uploads[upload_id]
             return True

@@ -64,9 +64,13 @@ class S3BlobStore:
         return upload_id
 
     def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
-        etag: str = self.client.upload_part(
-            Bucket=self.bucket, Key=key, UploadId=multipart_id, PartNumber=number, Body=data
-        )["ETag"]
+        try:
+            answer = self.client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=multipart_id, PartNumber=number, Body=data
+            )
+        except self.client.exceptions.NoSuchUpload:
+            raise KeyError(multipart_id) from None  # the port's "completed or aborted"
+        etag: str = answer["ETag"]
         return etag
 
     def complete_multipart(

@@ -30,7 +30,10 @@ class BlobStore(Protocol):
     def iter_object(self, key: str) -> Iterator[bytes]: ...
     def delete_object(self, key: str) -> None: ...
     def create_multipart(self, key: str) -> str: ...
-    def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str: ...
+    def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
+        """The part's ETag; ``KeyError`` if the multipart upload is gone."""
+        ...
+
     def complete_multipart(
         self, key: str, multipart_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
@@ -151,15 +154,22 @@ class MetadataStore(Protocol):
     # uploads
     def put_upload(self, session: UploadSession) -> None: ...
     def get_upload(self, upload_id: str) -> UploadSession | None: ...
-    def update_upload(self, session: UploadSession) -> None:
-        """Save ``session`` if nobody saved it since it was read (version check); raises
-        BlobUploadInvalidError otherwise. The registry is not re-checked here: starting a
-        session and committing its blob are where a deleted registry refuses writes."""
+    def update_upload(
+        self, session: UploadSession, holder: str | None = None, now: datetime | None = None
+    ) -> None:
+        """Save ``session`` if nobody saved it since it was read (version check) and no
+        other request holds it (a claim whose ``claimed_until`` has not passed, unless its
+        ``claim_id`` is ``holder``; ``now`` judges the claim, by default the current time);
+        raises BlobUploadInvalidError otherwise. The registry
+        is not re-checked here: starting a session and committing its blob are where a
+        deleted registry refuses writes."""
         ...
 
-    def delete_upload(self, upload_id: str, version: int | None = None) -> bool:
-        """Delete the session (only if still at ``version``, when given); False if it was
-        not there (or had moved on)."""
+    def delete_upload(
+        self, upload_id: str, version: int | None = None, now: datetime | None = None
+    ) -> bool:
+        """Delete the session; with ``version``, only if it is still at that version and no
+        request holds it. False if it was not there, had moved on or was held."""
         ...
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]: ...

@@ -124,6 +124,18 @@ class UploadSession:
     version: int = 0
     created_at: datetime | None = None
     expires_at: datetime | None = None
+    # Held by one request while it touches the multipart upload (see service._claim):
+    # until ``claimed_until`` passes, only the holder of ``claim_id`` may save or end it.
+    claim_id: str | None = None
+    claimed_until: datetime | None = None
+
+    def held_by_other(self, now: datetime, holder: str | None) -> bool:
+        return (
+            self.claim_id is not None
+            and self.claim_id != holder
+            and self.claimed_until is not None
+            and self.claimed_until > now
+        )
 
     @property
     def repo_path(self) -> str:

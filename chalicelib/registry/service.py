@@ -14,8 +14,10 @@ Consistency rules this module keeps:
   move the same session forward, and the one that loses leaves the winner's state intact:
   * bytes a request writes outside the session's multipart upload go to keys of its own;
   * a request that would add parts to an existing multipart upload (or complete it) first
-    claims the session (a conditional version bump) and writes no part before it holds
-    the claim, so a loser never overwrites a part the winner's state names;
+    claims the session: a conditional write that marks it held by that request for a
+    lease, during which no other request may save, claim or cancel it. It writes no part
+    before it holds the claim, so no other request's part can replace one it names, and it
+    releases the claim when it saves (or gives up);
   * a completion ends the session in the commit transaction, conditional on the version
     it read or claimed, and a cancel deletes the session conditionally before it frees
     anything: of a completion and a cancel, or of two completions, exactly one succeeds,
@@ -25,6 +27,7 @@ Consistency rules this module keeps:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -64,6 +67,9 @@ READ_SIZE = 1024 * 1024
 ITEM_OVERHEAD = 4096
 MAX_MEDIA_TYPE = 255
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+# How long a claimed upload session stays held if its holder never releases it (it
+# crashed): longer than any request may run, short enough for a retry to proceed.
+CLAIM_LEASE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -209,20 +215,24 @@ class RegistryService:
             if content_length is not None and end - start + 1 != content_length:
                 raise RangeInvalidError("Content-Range does not match Content-Length")
         advanced = self._receive(session, body, content_length)
+        holder = _holder(session, advanced)
         if content_range is not None:
             start, end = content_range
             if advanced.offset - session.offset != end - start + 1:
                 # Without Content-Length (a chunked body) only the bytes themselves can be
                 # compared with the range the client announced.
                 self._undo_receive(session, advanced)
+                self._release(session, advanced, holder)
                 raise RangeInvalidError(
                     f"Content-Range announced {end - start + 1} bytes but "
                     f"{advanced.offset - session.offset} arrived",
                     headers=range_header(session.offset),
                 )
         advanced.expires_at = self._clock() + self.settings.upload_ttl
+        if holder is not None:  # saving the advanced state releases the claim
+            advanced.claim_id, advanced.claimed_until = None, None
         try:
-            self.store.update_upload(advanced)
+            self.store.update_upload(advanced, holder=holder, now=self._clock())
         except Exception:
             # Lost to a concurrent writer (or the save failed): undo only what this request
             # created; the saved session still points at the previous state.
@@ -299,7 +309,9 @@ class RegistryService:
     def cancel_upload(self, session: UploadSession) -> None:
         """DELETE: end the session if nobody changed it since it was read, then free what
         it holds. A cancel that loses to a completion or an append changes nothing."""
-        if not self.store.delete_upload(session.upload_id, version=session.version):
+        if not self.store.delete_upload(
+            session.upload_id, version=session.version, now=self._clock()
+        ):
             raise BlobUploadUnknownError(
                 "the upload was completed or changed by a concurrent request",
                 detail={"upload": session.upload_id},
@@ -307,11 +319,33 @@ class RegistryService:
         self._discard(session, persisted=False)
 
     def _claim(self, session: UploadSession) -> UploadSession:
-        """Take the session for this request (a version bump) before touching its multipart
-        upload; raises BlobUploadInvalidError if another request took or changed it."""
-        claimed = replace(session, parts=list(session.parts))
-        self.store.update_upload(claimed)
+        """Hold the session for this request before touching its multipart upload; raises
+        BlobUploadInvalidError if another request holds or changed it."""
+        claimed = replace(
+            session,
+            parts=list(session.parts),
+            claim_id=uuid.uuid4().hex,
+            claimed_until=self._clock() + CLAIM_LEASE,
+        )
+        self.store.update_upload(claimed, now=self._clock())
         return claimed
+
+    def _release(self, saved: UploadSession, claimed: UploadSession, holder: str | None) -> None:
+        """Give up a claim without advancing: the session as it was, free again (parts this
+        request uploaded are named by nothing, and the next request's replace them)."""
+        if holder is None:
+            return
+        state = replace(
+            saved,
+            parts=list(saved.parts),
+            version=claimed.version,
+            claim_id=None,
+            claimed_until=None,
+        )
+        # Lost only if the lease ran out and another request took the session: then it
+        # is that request's to save.
+        with contextlib.suppress(BlobUploadInvalidError):
+            self.store.update_upload(state, holder=holder, now=self._clock())
 
     def mount_blob(
         self, repo: RepositoryName, digest: str, source: RepositoryName | None
@@ -367,7 +401,7 @@ class RegistryService:
         hasher = hashlib.sha256() if session.offset == 0 else None
         parts = list(session.parts)
         multipart_id = session.multipart_id
-        version = session.version
+        version, claim_id, claimed_until = session.version, session.claim_id, session.claimed_until
         received = 0
         try:
             while True:
@@ -386,9 +420,14 @@ class RegistryService:
                     elif claim and version == session.version:
                         # Parts of an existing multipart upload are shared with any other
                         # request on the session: write none before holding the session.
-                        version = self._claim(session).version
+                        claimed = self._claim(session)
+                        version, claim_id, claimed_until = (
+                            claimed.version,
+                            claimed.claim_id,
+                            claimed.claimed_until,
+                        )
                     number = len(parts) + 1
-                    etag = self.blobs.upload_part(
+                    etag = self._upload_part(
                         session.data_key, multipart_id, number, bytes(buffer[:part_size])
                     )
                     parts.append(UploadPart(number, etag, part_size))
@@ -425,6 +464,8 @@ class RegistryService:
             tail_size=len(buffer),
             sha256=sha256,
             version=version,
+            claim_id=claim_id,
+            claimed_until=claimed_until,
         )
 
     def _store_verified(
@@ -458,7 +499,7 @@ class RegistryService:
         parts = [(p.number, p.etag) for p in session.parts]
         if session.tail_size and session.tail_key:
             number = len(parts) + 1
-            etag = self.blobs.upload_part(
+            etag = self._upload_part(
                 session.data_key,
                 session.multipart_id,
                 number,
@@ -487,6 +528,13 @@ class RegistryService:
                 f"content hashes to sha256:{actual}", detail={"digest": str(expected)}
             )
         return session.data_key
+
+    def _upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
+        try:
+            return self.blobs.upload_part(key, multipart_id, number, data)
+        except KeyError:
+            # Aborted under this request (the session expired and was cleaned up).
+            raise BlobUploadUnknownError("the upload expired or was cancelled") from None
 
     @staticmethod
     def _is_data_key(session: UploadSession, key: str | None) -> bool:
@@ -692,6 +740,11 @@ class RegistryService:
             if len(names) > limit:
                 break
         return Page(names[:limit], len(names) > limit)
+
+
+def _holder(read: UploadSession, advanced: UploadSession) -> str | None:
+    """The claim a request took on the session while advancing it, if it took one."""
+    return advanced.claim_id if advanced.version != read.version else None
 
 
 def range_header(offset: int) -> dict[str, str]:

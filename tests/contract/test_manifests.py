@@ -77,17 +77,30 @@ def test_a_push_by_digest_writes_no_tag(store: MetadataStore, repo: RepositoryNa
     assert store.count_repository(repo) == (0, 1)
 
 
-def test_a_wrong_repository_guess_still_creates_the_repository_once(
+def test_a_repository_read_as_missing_but_created_since_is_created_once(
     store: MetadataStore, registry: RegistryRecord
 ) -> None:
-    # ``create_repository`` is what the caller read; a push corrects a stale read.
-    fresh, existing = bound(registry, "fresh"), bound(registry, "existing")
-    store.put_manifest(fresh, manifest("a"), "v1", False, START)
+    # ``create_repository`` is what the caller read; a concurrent first push created it.
+    existing = bound(registry, "existing")
     store.put_manifest(existing, manifest("b"), "v1", True, START)
     store.put_manifest(existing, manifest("c"), "v2", True, START)
-    assert store.repository_exists(fresh) and store.repository_exists(existing)
-    assert live_registry(store, registry.name).repository_count == 2
-    assert store.list_repositories(registry.registry_id, None, 10) == ["existing", "fresh"]
+    assert store.repository_exists(existing)
+    assert live_registry(store, registry.name).repository_count == 1
+    assert store.list_repositories(registry.registry_id, None, 10) == ["existing"]
+
+
+def test_a_repository_read_as_existing_but_gone_since_is_not_recreated(
+    store: MetadataStore, registry: RegistryRecord
+) -> None:
+    # The caller read the references (blob links) in a repository that existed; if it is
+    # gone now, it was deleted with its links: re-creating it would serve a manifest whose
+    # blobs are unknown there.
+    gone = bound(registry, "gone")
+    with pytest.raises(NameUnknownError):
+        store.put_manifest(gone, manifest("a"), "v1", False, START)
+    assert not store.repository_exists(gone)
+    assert store.get_manifest(gone, manifest("a").digest) is None
+    assert live_registry(store, registry.name).repository_count == 0
 
 
 def test_pushing_a_manifest_again_adds_its_tag_and_keeps_one_manifest(

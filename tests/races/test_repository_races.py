@@ -7,7 +7,6 @@ import os
 import time
 from functools import partial
 
-import pytest
 import requests
 
 from tests.api.helpers import OCI_MANIFEST, V2, Api
@@ -85,22 +84,6 @@ class DeleteTiming:
             self.boundary = delay
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A manifest PUT that meets the deletion lands without its blobs: "
-        "RegistryService.put_manifest reads the references (check_references: the "
-        "repository and its blob links exist) before DynamoMetadataStore.put_manifest's "
-        "transaction; the deletion then removes the links and the repository, the "
-        "transaction's repository condition fails, and the retry re-reads only whether the "
-        "repository exists (_repository_state: it does not) and re-creates it with the "
-        "manifest and tag, never re-checking the links. The tag is served, its blobs are "
-        "BLOB_UNKNOWN. Fix: a retry that finds the repository gone must not create it for "
-        "a manifest whose references were read in it (answer MANIFEST_BLOB_UNKNOWN or "
-        "NAME_UNKNOWN, or re-run check_references), or the transaction must condition-check "
-        "each referenced link."
-    ),
-)
 def test_deleting_a_repository_while_a_push_goes_into_it_leaves_nothing_unreachable(
     registry: Registry, v2: V2
 ) -> None:

@@ -94,28 +94,9 @@ def _final_chunk(round_: int, tag: bytes) -> bytes:
     return tag + os.urandom(size - len(tag))
 
 
-# Why the multipart variants of the completion races fail today.
-CLAIM_IS_NOT_EXCLUSIVE = (
-    "A claimed multipart session is taken over by a request that reads it after the claim: "
-    "RegistryService._claim is only a version bump (DynamoMetadataStore.update_upload), so "
-    "a second completion (or a cancel) that reads the session after the first one claimed "
-    "it sees an ordinary session at the claimed version and claims it again (or deletes it "
-    "and aborts the multipart upload). The first request's next UploadPart or "
-    "CompleteMultipartUpload then meets an upload that was completed or aborted; "
-    "S3BlobStore.upload_part raises botocore's ClientError (NoSuchUpload on S3; moto "
-    "answers 500), which nothing maps: 500 UNKNOWN. Fix: a claim must mark the session as "
-    "held (e.g. claimed_by + claimed_at, cleared by the holder's own write, expiring for "
-    "crashed holders) and update_upload/delete_upload must be conditional on no other "
-    "holder; and upload_part/complete_multipart must turn NoSuchUpload into the port's "
-    "KeyError, which the service maps to BLOB_UPLOAD_UNKNOWN."
-)
 HEAD_SIZES = [
     pytest.param(0, id="single-part"),
-    pytest.param(
-        MULTIPART_HEAD,
-        id="multipart",
-        marks=pytest.mark.xfail(strict=True, reason=CLAIM_IS_NOT_EXCLUSIVE),
-    ),
+    pytest.param(MULTIPART_HEAD, id="multipart"),
 ]
 
 

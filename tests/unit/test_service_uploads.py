@@ -22,6 +22,7 @@ from chalicelib.registry.errors import (
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import UploadSession
 from chalicelib.registry.service import (
+    CLAIM_LEASE,
     RegistryService,
     blob_key,
     parse_content_range,
@@ -686,3 +687,47 @@ def test_chunked_patch_whose_content_range_does_not_match_the_bytes_is_refused_a
     saved = store.get_upload(session.upload_id)
     assert saved is not None and saved.offset == 0
     assert set(blobs.objects) == objects
+
+
+def test_a_claimed_session_can_be_neither_saved_claimed_nor_cancelled_by_another_request(
+    service: RegistryService,
+    store: MemoryMetadataStore,
+    clock: FakeClock,
+    repo: RepositoryName,
+) -> None:
+    data = os.urandom(PART_SIZE + 10)
+    session = append(service, service.start_upload(repo), data, with_range=False)
+    claimed = service._claim(session)
+    after_claim = store.get_upload(session.upload_id)
+    assert after_claim is not None and after_claim.version == claimed.version
+    # Requests that read the session after the claim still find it held.
+    with pytest.raises(BlobUploadInvalidError):
+        service._claim(after_claim)
+    with pytest.raises(BlobUploadUnknownError):
+        service.cancel_upload(after_claim)
+    with pytest.raises(BlobUploadInvalidError):
+        service.append_upload(after_claim, io.BytesIO(b"more"), 4, None)
+    # Once the holder releases it (as a request that gives up does), it is free again.
+    service._release(session, claimed, claimed.claim_id)
+    fresh = store.get_upload(session.upload_id)
+    assert fresh is not None and fresh.claim_id is None and fresh.offset == session.offset
+    service.complete_upload(repo, fresh, sha256(data), None, 0)
+    assert store.get_blob_link(repo, sha256(data)) is not None
+    assert store.get_upload(session.upload_id) is None
+
+
+def test_a_claim_whose_holder_vanished_expires(
+    service: RegistryService,
+    store: MemoryMetadataStore,
+    clock: FakeClock,
+    repo: RepositoryName,
+) -> None:
+    data = os.urandom(PART_SIZE + 10)
+    session = append(service, service.start_upload(repo), data, with_range=False)
+    service._claim(session)  # and the holder never comes back
+    clock.advance(CLAIM_LEASE + timedelta(seconds=1))
+    stale = store.get_upload(session.upload_id)
+    assert stale is not None
+    stale.expires_at = clock() + timedelta(hours=1)
+    service.complete_upload(repo, stale, sha256(data), None, 0)
+    assert store.get_blob_link(repo, sha256(data)) is not None
