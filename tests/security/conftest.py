@@ -18,7 +18,6 @@ from tests.api.helpers import V2, Api, Image, unique
 from tests.support.server import RunningRegistry, start_registry
 
 SIGNING_KEY = "security-suite-signing-key-" + "k" * 24
-ACCOUNT2 = "acct2"
 
 
 @dataclass(frozen=True)
