@@ -41,6 +41,7 @@ class MemoryBlobStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.multipart: dict[str, dict[int, bytes]] = {}
+        self.completed: dict[str, list[tuple[int, str]]] = {}  # id -> the parts it took
         self.calls: list[str] = []
 
     def presign_get(self, key: str, expires_in: int) -> str:
@@ -79,6 +80,10 @@ class MemoryBlobStore:
         self, key: str, multipart_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
         self.calls.append("complete_multipart")
+        if multipart_id in self.completed:  # a retry of a completion that succeeded
+            if list(parts) != self.completed[multipart_id]:
+                raise ValueError("InvalidPart")
+            return
         stored = self.multipart.pop(multipart_id)
         numbers = [n for n, _ in parts]
         if numbers != sorted(numbers):
@@ -90,6 +95,7 @@ class MemoryBlobStore:
             if i < len(parts) - 1 and len(data) < MIN_PART:
                 raise ValueError("EntityTooSmall")  # as S3: only the last part may be small
         self.objects[key] = b"".join(stored[n] for n, _ in parts)
+        self.completed[multipart_id] = list(parts)
 
     def abort_multipart(self, key: str, multipart_id: str) -> None:
         self.calls.append("abort_multipart")

@@ -37,8 +37,9 @@ class BlobStore(Protocol):
     def complete_multipart(
         self, key: str, multipart_id: str, parts: Sequence[tuple[int, str]]
     ) -> None:
-        """``KeyError`` if the multipart upload is gone (completed or aborted), ``ValueError``
-        if ``parts`` do not match what was uploaded."""
+        """``KeyError`` if the multipart upload was aborted (or never was), ``ValueError``
+        if ``parts`` do not match what was uploaded. Completing a completed upload again
+        with the same parts succeeds, as on S3."""
         ...
 
     def abort_multipart(self, key: str, multipart_id: str) -> None: ...

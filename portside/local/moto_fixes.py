@@ -1,4 +1,11 @@
-"""Make moto's DynamoDB behave like DynamoDB where Portside depends on it.
+"""Make moto behave like DynamoDB and S3 where Portside depends on it.
+
+S3: moto answers an UploadPart or CompleteMultipartUpload for a multipart upload that was
+aborted (or never was) with a 500, which botocore retries five times; S3 answers
+``NoSuchUpload``, which Portside maps to BLOB_UPLOAD_UNKNOWN. ``answer_no_such_upload``
+restores S3's answer.
+
+DynamoDB:
 
 moto applies TransactWriteItems by deep-copying every table it touches and, when a
 condition fails, putting the copies back: every write another thread made in between is
@@ -103,6 +110,41 @@ def _snapshot_only_named_items(backend_class: Any) -> None:
     backend_class.transact_write_items = transact_write_items
 
 
+def answer_no_such_upload() -> None:
+    """Patch moto's S3 backend so that a part for an unknown upload is NoSuchUpload."""
+    from moto.s3.exceptions import NoSuchUpload
+    from moto.s3.models import S3Backend
+
+    if getattr(S3Backend.upload_part, "_portside_fixed", False):
+        return
+    original = S3Backend.upload_part
+
+    def upload_part(
+        self: Any, bucket_name: str, multipart_id: str, part_id: int, value: bytes
+    ) -> Any:
+        if multipart_id not in self.get_bucket(bucket_name).multiparts:
+            raise NoSuchUpload(upload_id=multipart_id)
+        return original(self, bucket_name, multipart_id, part_id, value)
+
+    complete = S3Backend.complete_multipart_upload
+
+    def complete_multipart_upload(self: Any, bucket_name: str, multipart_id: str, body: Any) -> Any:
+        try:
+            return complete(self, bucket_name, multipart_id, body)
+        except KeyError:  # moto's lookup of an upload that was aborted: a 500 otherwise
+            raise NoSuchUpload(upload_id=multipart_id) from None
+
+    upload_part._portside_fixed = True  # type: ignore[attr-defined]
+    S3Backend.upload_part = upload_part  # type: ignore[method-assign]
+    S3Backend.complete_multipart_upload = complete_multipart_upload  # type: ignore[method-assign]
+
+
+def apply_fixes() -> None:
+    """Every fix, in this process (idempotent)."""
+    serialize_dynamodb_writes()
+    answer_no_such_upload()
+
+
 def main() -> None:
     """``python -m portside.local.moto_fixes PORT``: a moto server with the fixes, for
     running the registry against an AWS stand-in in another process (benchmarks)."""
@@ -110,7 +152,7 @@ def main() -> None:
 
     from moto.server import ThreadedMotoServer
 
-    serialize_dynamodb_writes()
+    apply_fixes()
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 5001
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -32,9 +32,9 @@ def start_moto(host: str = "127.0.0.1", port: int | None = None) -> tuple[object
     """Start moto's server in this process and point every AWS client at it."""
     from moto.server import ThreadedMotoServer
 
-    from .moto_fixes import serialize_dynamodb_writes
+    from .moto_fixes import apply_fixes
 
-    serialize_dynamodb_writes()
+    apply_fixes()
     port = port or free_port(host)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

@@ -21,7 +21,7 @@ from chalicelib.adapters.s3 import S3BlobStore, s3_client
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import RegistryRecord
 from chalicelib.registry.service import RegistryService, ServiceSettings
-from portside.local.moto_fixes import serialize_dynamodb_writes
+from portside.local.moto_fixes import apply_fixes
 
 REGION = "us-east-1"
 TABLE = "portside-it"
@@ -58,7 +58,7 @@ def aws() -> Iterator[Aws]:
     patch.delenv("AWS_PROFILE", raising=False)
     patch.delenv("AWS_SESSION_TOKEN", raising=False)
     # DynamoDB serializes writes; moto must too, or concurrency tests measure moto.
-    serialize_dynamodb_writes()
+    apply_fixes()
     try:
         bind_table(TABLE, REGION)
         create_table()
