@@ -163,3 +163,15 @@ def test_unexpected_exception_in_a_view_is_a_spec_500_not_chalice_bare_error(
     assert result["statusCode"] == 500
     doc = json.loads(body_bytes(result))
     assert set(doc["errors"][0]) == {"code", "message", "detail"}
+
+
+@pytest.mark.parametrize("path", ["/v2/", f"/v2/{NAME}/tags/list"])
+def test_options_reaches_the_dispatcher_and_answers_the_spec_405(
+    call: EventClient, path: str
+) -> None:
+    # Without OPTIONS among the routes' methods Chalice answers it itself, in its own body.
+    result = call("OPTIONS", path)
+    assert result["statusCode"] == 405, body_bytes(result)
+    doc = json.loads(body_bytes(result))
+    assert doc["errors"][0]["code"] == "UNSUPPORTED"
+    assert set(doc["errors"][0]) == {"code", "message", "detail"}
