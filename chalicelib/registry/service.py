@@ -237,6 +237,7 @@ class RegistryService:
             # Lost to a concurrent writer (or the save failed): undo only what this request
             # created; the saved session still points at the previous state.
             self._undo_receive(session, advanced)
+            self._release(session, advanced, holder)
             raise
         self._delete_owned(session, session.tail_key, keep=advanced.tail_key)
         return advanced
@@ -268,6 +269,10 @@ class RegistryService:
         except DigestInvalidError:
             self._discard(session, persisted)
             self._delete_owned(saved, saved.tail_key, keep=session.tail_key)
+            raise
+        except Exception:
+            if persisted:  # give back a claim this request took (a no-op without one)
+                self._release(saved, session, _holder(saved, session))
             raise
         # The commit also ends a saved session, if nobody changed it since this request
         # read or claimed it: blob visible and session gone, together, or neither.
@@ -342,9 +347,10 @@ class RegistryService:
             claim_id=None,
             claimed_until=None,
         )
-        # Lost only if the lease ran out and another request took the session: then it
-        # is that request's to save.
-        with contextlib.suppress(BlobUploadInvalidError):
+        # Best effort, after a failure that is what the request reports: it is lost only if
+        # the lease ran out and another request took the session (then it is that
+        # request's to save), or if the store failed again (then the lease frees it).
+        with contextlib.suppress(Exception):
             self.store.update_upload(state, holder=holder, now=self._clock())
 
     def mount_blob(
@@ -440,6 +446,10 @@ class RegistryService:
             # A multipart upload this request started is recorded nowhere: free it now.
             if session.multipart_id is None and multipart_id is not None:
                 self.blobs.abort_multipart(session.data_key, multipart_id)
+            # A claim this request took is given back, so that the client's retry of the
+            # chunk need not wait for the lease to run out.
+            if version != session.version:
+                self._release(session, replace(session, version=version), claim_id)
             raise
         offset = session.offset + received
         sha256 = hasher.hexdigest() if hasher is not None else None

@@ -731,3 +731,18 @@ def test_a_claim_whose_holder_vanished_expires(
     stale.expires_at = clock() + timedelta(hours=1)
     service.complete_upload(repo, stale, sha256(data), None, 0)
     assert store.get_blob_link(repo, sha256(data)) is not None
+
+
+def test_a_request_that_fails_after_claiming_gives_the_session_back(
+    service: RegistryService, store: MemoryMetadataStore, repo: RepositoryName
+) -> None:
+    session = append(service, service.start_upload(repo), os.urandom(PART_SIZE + 10), False)
+    # The body is shorter than its Content-Length: the request fails after it claimed the
+    # session to add a part to its multipart upload.
+    with pytest.raises(BlobUploadInvalidError):
+        service.append_upload(session, io.BytesIO(os.urandom(PART_SIZE)), PART_SIZE + 1, None)
+    retry = store.get_upload(session.upload_id)
+    assert retry is not None and retry.claim_id is None and retry.offset == session.offset
+    data = os.urandom(PART_SIZE)
+    advanced = service.append_upload(retry, io.BytesIO(data), len(data), None)  # not blocked
+    assert advanced.offset == session.offset + len(data)
