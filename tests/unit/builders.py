@@ -9,7 +9,14 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.registry.auth import hash_token, new_token_secret
+from chalicelib.http.v2 import V2Api
+from chalicelib.registry.auth import (
+    Authenticator,
+    RegistryTokens,
+    UploadCapability,
+    hash_token,
+    new_token_secret,
+)
 from chalicelib.registry.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.ports import MetadataStore
@@ -124,3 +131,19 @@ def make_token(
         )
     )
     return secret
+
+
+# The signing secret of every unit test's V2Api (capabilities and JWTs are derived from it).
+KEY = "unit-test-signing-key-of-at-least-32-bytes"
+
+
+def make_v2_api(
+    service: RegistryService, store: MetadataStore, authenticator: Authenticator | None = None
+) -> V2Api:
+    """The /v2/ dispatcher over ``service`` as unit tests use it."""
+    return V2Api(
+        service,
+        authenticator or Authenticator(store),
+        UploadCapability(KEY, timedelta(hours=1)),
+        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
+    )

@@ -25,10 +25,9 @@ from chalicelib.registry.errors import (
     UnauthorizedError,
 )
 
-from .builders import START, make_token
+from .builders import KEY, START, make_token
 from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY, named
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 REPO = named(REGISTRY, "team/app")
 
 

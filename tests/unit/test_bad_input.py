@@ -22,7 +22,6 @@ from chalicelib.registry.auth import (
     Authenticator,
     RegistryTokens,
     RequestedScope,
-    UploadCapability,
 )
 from chalicelib.registry.errors import BadRequestError, ManifestInvalidError
 from chalicelib.registry.management import ManagementService, Page
@@ -37,10 +36,9 @@ from chalicelib.registry.untrusted_json import (
     loads,
 )
 
-from .builders import START, FakeClock, encode, image_manifest, make_token, sha256
+from .builders import KEY, START, FakeClock, encode, image_manifest, make_token, make_v2_api, sha256
 from .conftest import ACCOUNT, REGISTRY
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 BASE = "https://registry.example.test"
 NAME = f"{REGISTRY}/team/app"
 DEEP = b"[" * 100_000  # the manifest: 100 KB of "["
@@ -67,12 +65,7 @@ def counting_store() -> CountingStore:
 
 @pytest.fixture
 def v2(service: RegistryService, store: MemoryMetadataStore) -> V2Api:
-    return V2Api(
-        service,
-        Authenticator(store),
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    return make_v2_api(service, store)
 
 
 @pytest.fixture
@@ -317,12 +310,7 @@ def test_overlong_numbers_in_queries_and_headers_are_client_errors(
 def test_token_request_with_too_many_scopes_is_refused_before_any_registry_read(
     counting_store: CountingStore,
 ) -> None:
-    api = V2Api(
-        RegistryService(counting_store, MemoryBlobStore()),
-        Authenticator(counting_store),
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    api = make_v2_api(RegistryService(counting_store, MemoryBlobStore()), counting_store)
     secret = make_token(counting_store, ACCOUNT, {"pull"})
     basic = "Basic " + base64.b64encode(f"{secret}:{secret}".encode()).decode()
     scopes = [f"repository:{REGISTRY}/r{i}:pull" for i in range(1_000)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,15 +14,13 @@ from chalice import Chalice
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.chalice_views import BINARY_TYPES, v2_blueprint
 from chalicelib.http.v2 import V2Api
-from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.manifests import OCI_MANIFEST
 from chalicelib.registry.service import RegistryService
 from portside.local.gateway import LambdaContext, _proxy_event, query_lists
 
-from .builders import image_manifest, make_token, push_blob, sha256
+from .builders import image_manifest, make_token, make_v2_api, push_blob, sha256
 from .conftest import ACCOUNT, REGISTRY, named_path
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 NAME = f"{REGISTRY}/team/app"
 HOST = "abc123.execute-api.us-east-1.amazonaws.com"
 
@@ -62,12 +59,7 @@ def body_bytes(result: dict[str, Any]) -> bytes:
 
 @pytest.fixture
 def api(service: RegistryService, store: MemoryMetadataStore) -> V2Api:
-    return V2Api(
-        service,
-        Authenticator(store),
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    return make_v2_api(service, store)
 
 
 @pytest.fixture

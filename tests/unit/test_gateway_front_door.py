@@ -9,7 +9,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,17 +18,15 @@ from chalicelib.adapters.memory import MemoryMetadataStore
 from chalicelib.http.chalice_views import BINARY_TYPES, v2_blueprint
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.v2 import V2Api
-from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.service import RegistryService
 from portside.local import gateway as gateway_module
 from portside.local.gateway import LocalGateway, edge_fix_from_env, integration_response
 from portside_edge import gateway_responses as answers
 from portside_edge import origin_response
 
-from .builders import make_token, sha256
+from .builders import make_token, make_v2_api, sha256
 from .conftest import ACCOUNT, REGISTRY
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 NAME = f"{REGISTRY}/team/app"
 MIB = 1024 * 1024
 
@@ -99,12 +96,7 @@ def no_upload_api() -> V2Api:
 
 @pytest.fixture
 def v2(service: RegistryService, store: MemoryMetadataStore) -> V2Api:
-    return V2Api(
-        service,
-        Authenticator(store),
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    return make_v2_api(service, store)
 
 
 @pytest.fixture

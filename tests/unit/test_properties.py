@@ -14,7 +14,6 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +23,7 @@ from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.api.routes import ManagementApi
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.v2 import V2Api
-from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
+from chalicelib.registry.auth import Authenticator
 from chalicelib.registry.errors import ERROR_TABLE
 from chalicelib.registry.management import ManagementService
 from chalicelib.registry.manifests import (
@@ -45,10 +44,10 @@ from .builders import (
     descriptor,
     image_manifest,
     make_token,
+    make_v2_api,
     sha256,
 )
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 BASE = "https://registry.example.test"
 REGISTRY = "acme"
 ACCOUNT = "acct-1"
@@ -115,12 +114,7 @@ def build_world() -> World:
     blobs = MemoryBlobStore()
     service = RegistryService(store, blobs, ServiceSettings(part_size=5 * MIB), clock=clock)
     authenticator = Authenticator(store)
-    v2 = V2Api(
-        service,
-        authenticator,
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    v2 = make_v2_api(service, store, authenticator)
     management = ManagementApi(ManagementService(store, blobs, service, authenticator, clock=clock))
     push = make_token(store, ACCOUNT, {"push"})
     basic = "Basic " + base64.b64encode(f"{push}:{push}".encode()).decode()

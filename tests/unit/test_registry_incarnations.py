@@ -16,15 +16,14 @@ import pytest
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.v2 import V2Api
-from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability, hash_token
+from chalicelib.registry.auth import Authenticator, hash_token
 from chalicelib.registry.management import ManagementService
 from chalicelib.registry.manifests import OCI_MANIFEST
 from chalicelib.registry.service import RegistryService
 
-from .builders import FakeClock, image_manifest, make_token, sha256
+from .builders import FakeClock, image_manifest, make_token, make_v2_api, sha256
 from .conftest import ACCOUNT, OTHER_ACCOUNT
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 BASE = "https://registry.example.test"
 NAME = "reused"
 REPO = f"{NAME}/app"
@@ -67,12 +66,7 @@ def world(
     clock: FakeClock,
 ) -> dict[str, Any]:
     auth = Authenticator(store, registry_ttl=timedelta(seconds=30), clock=clock)
-    api = V2Api(
-        service,
-        auth,
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    api = make_v2_api(service, store, auth)
     mgmt = ManagementService(store, blobs, service, auth, clock=clock)
     first = make_token(store, ACCOUNT, {"admin"})
     second = make_token(store, OTHER_ACCOUNT, {"admin"})

@@ -30,10 +30,9 @@ from chalicelib.registry.auth import (
 from chalicelib.registry.errors import BlobUploadUnknownError, UnauthorizedError
 from chalicelib.registry.service import RegistryService
 
-from .builders import make_token, push_blob, push_image, sha256
+from .builders import KEY, make_token, push_blob, push_image, sha256
 from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY, named
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 OTHER_KEY = "another-signing-key-also-at-least-32-bytes"
 SERVICE = "portside"
 BASE = "https://registry.example.test"

@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,16 +22,14 @@ from cheroot.server import ChunkedRFile
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.chalice_views import BINARY_TYPES, v2_blueprint
 from chalicelib.http.v2 import V2Api
-from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.errors import RegistryError
 from chalicelib.registry.service import RegistryService
 from portside.local.gateway import LocalGateway, RequestBody, malformed_body_error
 from portside.local.http_server import wsgi_server
 
-from .builders import make_token, sha256
+from .builders import make_token, make_v2_api, sha256
 from .conftest import ACCOUNT, REGISTRY, named
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 NAME = f"{REGISTRY}/team/app"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 NOT_CHUNKED = b"this is not a chunked body\r\n"
@@ -61,12 +58,7 @@ class Invocations:
 
 @pytest.fixture
 def v2(service: RegistryService, store: MemoryMetadataStore) -> V2Api:
-    return V2Api(
-        service,
-        Authenticator(store),
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    return make_v2_api(service, store)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,15 +14,13 @@ import pytest
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.v2 import V2Api
-from chalicelib.registry.auth import Authenticator, RegistryTokens, UploadCapability
 from chalicelib.registry.errors import ERROR_TABLE
 from chalicelib.registry.manifests import OCI_INDEX, OCI_MANIFEST
 from chalicelib.registry.service import RegistryService
 
-from .builders import image_manifest, make_token, push_blob, sha256
+from .builders import image_manifest, make_token, make_v2_api, push_blob, sha256
 from .conftest import ACCOUNT, FOREIGN_REGISTRY, REGISTRY, SIBLING_REGISTRY, named, named_path, rid
 
-KEY = "unit-test-signing-key-of-at-least-32-bytes"
 BASE = "https://registry.example.test"
 NAME = f"{REGISTRY}/team/app"
 
@@ -58,12 +55,7 @@ class Client:
 
 @pytest.fixture
 def api(service: RegistryService, store: MemoryMetadataStore) -> V2Api:
-    return V2Api(
-        service,
-        Authenticator(store),
-        UploadCapability(KEY, timedelta(hours=1)),
-        RegistryTokens(KEY, "portside", timedelta(minutes=5)),
-    )
+    return make_v2_api(service, store)
 
 
 @pytest.fixture
