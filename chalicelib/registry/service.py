@@ -4,9 +4,9 @@ Consistency rules this module keeps:
 - Bytes are verified before anything refers to them: a blob becomes visible only through
   ``MetadataStore.commit_blob``, which runs after the sha256 of the stored bytes matched.
 - Committing a blob copies nothing: its bytes stay at the key their upload wrote (unique to
-  that upload, under ``registries/<r>/blobs/uploads/<upload id>/``) and the blob record and
-  every link name that key, so the final ``PUT ?digest=`` costs the same for 1 KiB and
-  10 GiB and presigned GETs still need only the link. An upload deletes only keys it wrote
+  that upload, under ``registries/<registry id>/blobs/uploads/<upload id>/``) and the blob
+  record and every link name that key, so the final ``PUT ?digest=`` costs the same for
+  1 KiB and 10 GiB and presigned GETs still need only the link. An upload deletes only keys it wrote
   itself: a refused upload leaves nothing, and an upload of a blob the registry already
   held deletes its own copy once the commit found the existing one. Committed bytes are
   deleted only by garbage collection.
@@ -389,7 +389,8 @@ class RegistryService:
         belong to an incomplete multipart upload, the remainder goes to a scratch tail under
         the session's prefix with a key unique to this request (so neither a failed request
         nor a concurrent one can change what the saved session points at), and a small
-        single-request blob may be written under its own content address.
+        single-request blob is written, under a key of this request's own, where it stays
+        if its digest is confirmed.
         """
         part_size = self.settings.part_size
         buffer = bytearray()
