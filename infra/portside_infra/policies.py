@@ -154,3 +154,74 @@ def purge_statements(table: dynamodb.ITable, bucket: s3.IBucket) -> list[iam.Pol
         ),
         _list_registries(bucket),
     ]
+
+
+# ------------------------------------------------------------------ garbage collection
+# The collector (chalicelib/registry/gc.py) reads and rewrites registry, manifest, tag, blob
+# and session records (conditional writes and transactions), lists the registry's objects
+# to find what no record names, reads manifests, deletes objects and aborts abandoned
+# multipart uploads. It signs nothing: no secret.
+GC_TABLE_ACTIONS = API_TABLE_ACTIONS
+GC_OBJECT_ACTIONS = ["s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+# Recording a failure and releasing the registry: reads and conditional writes only.
+GC_RECORD_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+]
+
+
+def gc_step_statements(table: dynamodb.ITable, bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+    """gc-step: one bounded step of a collection."""
+    return [
+        iam.PolicyStatement(
+            actions=GC_TABLE_ACTIONS, resources=[table.table_arn, _index_arn(table)]
+        ),
+        iam.PolicyStatement(
+            actions=GC_OBJECT_ACTIONS, resources=[_registries(bucket), _uploads(bucket)]
+        ),
+        _list_registries(bucket),
+        # Abandoned multipart uploads are found by listing them (a bucket-level action).
+        iam.PolicyStatement(
+            actions=["s3:ListBucketMultipartUploads"], resources=[bucket.bucket_arn]
+        ),
+    ]
+
+
+def gc_failed_statements(table: dynamodb.ITable) -> list[iam.PolicyStatement]:
+    """gc-failed: mark the collection failed and release the registry. No S3."""
+    return [
+        iam.PolicyStatement(
+            actions=GC_RECORD_ACTIONS, resources=[table.table_arn, _index_arn(table)]
+        ),
+    ]
+
+
+def scheduled_collections_statements(table: dynamodb.ITable) -> list[iam.PolicyStatement]:
+    """scheduled-collections: find registries whose schedule is due and start their
+    collections (records; the state machine grant is start_collections_statement)."""
+    return [
+        iam.PolicyStatement(
+            actions=[*GC_RECORD_ACTIONS, "dynamodb:BatchGetItem"],
+            resources=[table.table_arn, _index_arn(table)],
+        ),
+    ]
+
+
+def start_collections_statement(state_machine_arn: str) -> iam.PolicyStatement:
+    """What starts a collection (the API, the schedule): executions of the collection
+    state machine, nothing else of Step Functions."""
+    return iam.PolicyStatement(actions=["states:StartExecution"], resources=[state_machine_arn])
+
+
+def gc_state_machine_statements(
+    function_arns: list[str], state_machine_arn: str
+) -> list[iam.PolicyStatement]:
+    """The state machine: invoke its two functions, and start executions of itself
+    (continue-as-new). Log delivery grants are CDK's own."""
+    return [
+        iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=function_arns),
+        start_collections_statement(state_machine_arn),
+    ]

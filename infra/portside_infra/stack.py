@@ -27,6 +27,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
+from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from chalice.cdk import Chalice
 from constructs import Construct
@@ -41,8 +42,17 @@ API_FUNCTION = "api_handler"
 SCHEDULED = {
     "cleanup-expired-uploads": "CleanupExpiredUploads",
     "purge-deleted-registries": "PurgeDeletedRegistries",
+    "scheduled-collections": "ScheduledCollections",
 }
-LOGICAL_IDS = {API_FUNCTION: "APIHandler", **SCHEDULED}
+# The Lambdas the garbage-collection state machine invokes (not scheduled, no API).
+GC_FUNCTIONS = {"gc-step": "GcStep", "gc-failed": "GcFailed"}
+LOGICAL_IDS = {API_FUNCTION: "APIHandler", **SCHEDULED, **GC_FUNCTIONS}
+# The state machine's definition, shared with the local runtime (portside/local/
+# stepfunctions.py), and which function's ARN each of its placeholders stands for.
+GC_DEFINITION = REPO_ROOT / "infra" / "state_machines" / "garbage_collection.asl.json"
+GC_PLACEHOLDERS = {"GcStepFunctionArn": "gc-step", "GcFailedFunctionArn": "gc-failed"}
+# What starts collections (the API, and the schedule of per-registry collections).
+GC_STARTERS = (API_FUNCTION, "scheduled-collections")
 ROLE_PLACEHOLDER = "arn:aws:iam::000000000000:role/replaced-by-cdk"
 UPLOAD_PORT = 8080
 METRICS_NAMESPACE = "Portside"  # chalicelib/http/telemetry.py
@@ -98,6 +108,7 @@ class PortsideStack(cdk.Stack):
         self.chalice.add_environment_variable(
             "PORTSIDE_PUBLIC_URL", self.public_url, LOGICAL_IDS[API_FUNCTION]
         )
+        self.gc_state_machine = self._gc_state_machine()
         self._alarms()
         self._outputs()
 
@@ -219,6 +230,9 @@ class PortsideStack(cdk.Stack):
             API_FUNCTION: policies.api_statements(self.table, self.bucket, self.secret),
             "cleanup-expired-uploads": policies.cleanup_statements(self.table, self.bucket),
             "purge-deleted-registries": policies.purge_statements(self.table, self.bucket),
+            "scheduled-collections": policies.scheduled_collections_statements(self.table),
+            "gc-step": policies.gc_step_statements(self.table, self.bucket),
+            "gc-failed": policies.gc_failed_statements(self.table),
         }
         roles = {}
         for name, grants in statements.items():
@@ -313,6 +327,64 @@ class PortsideStack(cdk.Stack):
                         f"DefinitionBody.paths.{path}.{method}.x-amazon-apigateway-integration.uri",
                         uri,
                     )
+
+    # ---------------------------------------------------- garbage collection
+
+    def _gc_state_machine(self) -> sfn.StateMachine:
+        """The engine of garbage collections: a Standard workflow looping over the gc-step
+        Lambda (infra/state_machines/garbage_collection.asl.json). Its name is fixed, so
+        that its ARN can be written before it exists: the state machine starts executions
+        of itself (continue-as-new), and its role naming its own ARN would otherwise be a
+        cycle."""
+        name = f"portside-{self.stage.name}-gc"
+        arn = self.format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=name,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        functions = {fn: self.chalice.get_function(LOGICAL_IDS[fn]) for fn in GC_FUNCTIONS}
+        log_group = logs.LogGroup(
+            self,
+            "GcStateMachineLogs",
+            # /aws/vendedlogs/: Step Functions' log delivery keeps its resource policy small.
+            log_group_name=f"/aws/vendedlogs/states/{name}",
+            retention=_retention(self.lambda_settings.log_retention_days("gc-step")),
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "GcStateMachineRole",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description=f"Portside {self.stage.name} garbage-collection state machine",
+        )
+        for statement in policies.gc_state_machine_statements(
+            [fn.function_arn for fn in functions.values()], arn
+        ):
+            role.add_to_policy(statement)
+        machine = sfn.StateMachine(
+            self,
+            "GcStateMachine",
+            state_machine_name=name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            # Inline (DefinitionString), not an S3 asset: the template is complete, and
+            # cfn-lint checks the definition.
+            definition_body=sfn.DefinitionBody.from_string(GC_DEFINITION.read_text()),
+            definition_substitutions={
+                placeholder: functions[fn].function_arn
+                for placeholder, fn in GC_PLACEHOLDERS.items()
+            },
+            role=role,
+            logs=sfn.LogOptions(
+                destination=log_group, level=sfn.LogLevel.ERROR, include_execution_data=False
+            ),
+        )
+        for fn in GC_STARTERS:
+            self.roles[fn].add_to_policy(policies.start_collections_statement(arn))
+        # Every function that wires the garbage collector knows the engine's ARN.
+        for logical in (LOGICAL_IDS[fn] for fn in (*GC_STARTERS, *GC_FUNCTIONS)):
+            self.chalice.add_environment_variable("PORTSIDE_GC_STATE_MACHINE_ARN", arn, logical)
+        return machine
 
     # ---------------------------------------------------------- entry points
 
@@ -792,6 +864,20 @@ class PortsideStack(cdk.Stack):
                         treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                     )
                 )
+        # A collection that failed left its registry released but its garbage in place.
+        alarms.append(
+            self.gc_state_machine.metric_failed(period=five, statistic="Sum").create_alarm(
+                self,
+                "GcExecutionsFailedAlarm",
+                alarm_description="Garbage-collection state machine executions that failed",
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=(
+                    cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+                ),
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
         if self.upload_host is not None:
             lb = self.upload_host.load_balancer
             for code, label in (

@@ -115,14 +115,26 @@ def serve(
         point_aws_at(endpoint)
     else:
         moto_server, endpoint = start_moto(host)
+    from chalicelib.adapters.stepfunctions import stepfunctions_client
     from chalicelib.application import create_app
     from chalicelib.wiring import v2_api
 
     from .gateway import LocalGateway, edge_fix_from_env
     from .schedules import app_schedules, run_schedules
+    from .stepfunctions import app_functions, install_state_machine, run_state_machines
 
+    # Before anything is wired: the app reads the state machine's ARN once, from the
+    # environment, as it does on AWS.
+    states = stepfunctions_client(endpoint, os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    state_machine = install_state_machine(states)
     boot = provision(registry, token)
     stop = threading.Event()
+    # Garbage collections: moto keeps the executions, the local runtime runs them.
+    threading.Thread(
+        target=run_state_machines,
+        args=(stop, states, state_machine, app_functions(create_app())),
+        daemon=True,
+    ).start()
     threading.Thread(
         target=run_schedules,
         # Every schedule the app declares, through the handler strings of the deployed

@@ -51,6 +51,9 @@ DOCKERFILE = REPO / "Dockerfile.upload-host"
 PUBLIC_URL = "https://registry.example.test"
 UPLOAD_URL = "https://uploads.example.test"
 REGISTRY = "probe"
+GC_STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:123456789012:stateMachine:portside-probe-gc"
+# Functions a state machine invokes, by the placeholder its definition names them with.
+STATE_MACHINE_KINDS = {"GcStepFunctionArn": "gc-step", "GcFailedFunctionArn": "gc-failed"}
 # The Python runtime's own environment (the function's variables come on top).
 RUNTIME_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -84,6 +87,7 @@ class Aws:
             "PORTSIDE_SIGNING_KEY_SECRET_ARN": self.secret_arn,
             "PORTSIDE_PUBLIC_URL": PUBLIC_URL,
             "PORTSIDE_UPLOAD_URL": UPLOAD_URL,
+            "PORTSIDE_GC_STATE_MACHINE_ARN": GC_STATE_MACHINE_ARN,
             "AWS_DEFAULT_REGION": REGION,
         }
 
@@ -184,9 +188,23 @@ def _edge_associations(resources: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def _state_machine_tasks(resources: dict[str, Any]) -> dict[str, str]:
+    """Function logical ID -> its kind, for the functions state machines invoke."""
+    found: dict[str, str] = {}
+    for resource in resources.values():
+        if resource["Type"] != "AWS::StepFunctions::StateMachine":
+            continue
+        substitutions = resource["Properties"].get("DefinitionSubstitutions", {})
+        for placeholder, value in substitutions.items():
+            target = _ref_target(resources, value)
+            if target:
+                found[target] = STATE_MACHINE_KINDS.get(placeholder, placeholder)
+    return found
+
+
 def template_functions(stage: str, synth: Synth) -> list[Function]:
     resources = synth.resources
-    edge = _edge_associations(resources)
+    edge = {**_edge_associations(resources), **_state_machine_tasks(resources)}
     functions = []
     for logical, resource in resources.items():
         if resource["Type"] not in ("AWS::Lambda::Function", "AWS::Serverless::Function"):
@@ -337,6 +355,14 @@ def cases_for(function: Function, token: str) -> list[dict[str, Any]]:
         ]
     if function.kind == "schedule":
         return [{"label": "scheduled event", "event": scheduled_event(function.logical_id)}]
+    # What the state machine passes (infra/state_machines/garbage_collection.asl.json), for
+    # a collection that does not exist: nothing to do, and nothing to fail.
+    unknown = {"registry_id": f"{REGISTRY}-unknown", "gc_uuid": str(uuid.uuid4())}
+    if function.kind == "gc-step":
+        return [{"label": "step of an unknown collection", "event": {**unknown, "iterations": 0}}]
+    if function.kind == "gc-failed":
+        error = {"Error": "States.Timeout", "Cause": "probe"}
+        return [{"label": "failure of an unknown collection", "event": {**unknown, "error": error}}]
     if function.kind == "origin-response":
         challenge = f'Bearer realm="{PUBLIC_URL}/v2/token",service="portside"'
         return [
@@ -385,7 +411,7 @@ def run_probe(
     function: Function, code: Path, runtime: Path, aws: Aws, workdir: Path
 ) -> dict[str, Any]:
     token = ""
-    if function.kind in ("api", "schedule"):
+    if function.kind in ("api", "schedule", "gc-step", "gc-failed"):
         token = aws.provision(function.properties["Environment"]["Variables"]["PORTSIDE_TABLE"])
     env = {
         **_environment(function, aws),
@@ -441,6 +467,10 @@ def _failures(function: Function, report: dict[str, Any], roots: tuple[str, ...]
             if status >= 500 or (want is not None and status != want):
                 body = str(result.get("body"))[:300]
                 failures.append(f"{where} [{label}] answered {status}, not {want}: {body}")
+        elif function.kind == "gc-step" and not (
+            isinstance(result, dict) and result.get("done") is True
+        ):
+            failures.append(f"{where} [{label}] returned {result!r}, not done")
         elif function.kind == "origin-response" and (
             not isinstance(result, dict) or int(result.get("status", 500)) >= 500
         ):
@@ -464,6 +494,7 @@ def test_every_handler_of_every_stage_resolves_and_runs_in_the_deployed_artifact
         functions = template_functions(stage, synth)
         kinds = [f.kind for f in functions]
         assert kinds.count("api") == 1 and kinds.count("schedule") >= 1, (stage, kinds)
+        assert kinds.count("gc-step") == kinds.count("gc-failed") == 1, (stage, kinds)
         # The local runtime fires exactly the schedules the template deploys.
         deployed = {f.handler for f in functions if f.kind == "schedule"}
         assert deployed == declared_schedules, stage

@@ -127,7 +127,14 @@ def env(synth: Synth, logical: str) -> dict[str, Any]:
 @pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_every_schedule_is_present_with_its_rate(synths: dict[str, Synth], stage: str) -> None:
     fns = functions(synths[stage])
-    assert set(fns) == {"APIHandler", "CleanupExpiredUploads", "PurgeDeletedRegistries"}
+    assert set(fns) == {
+        "APIHandler",
+        "CleanupExpiredUploads",
+        "PurgeDeletedRegistries",
+        "ScheduledCollections",
+        "GcStep",
+        "GcFailed",
+    }
     schedules = {
         logical: [
             (e["Type"], e["Properties"]["Schedule"])
@@ -139,7 +146,13 @@ def test_every_schedule_is_present_with_its_rate(synths: dict[str, Synth], stage
         "APIHandler": [],
         "CleanupExpiredUploads": [("Schedule", "rate(15 minutes)")],
         "PurgeDeletedRegistries": [("Schedule", "rate(1 minute)")],
+        "ScheduledCollections": [("Schedule", "rate(15 minutes)")],
+        "GcStep": [],
+        "GcFailed": [],
     }
+    assert fns["ScheduledCollections"]["Properties"]["Handler"] == (
+        "chalicelib.events.handlers.run_scheduled_collections_schedule"
+    )
     assert fns["CleanupExpiredUploads"]["Properties"]["Handler"] == (
         "chalicelib.events.handlers.cleanup_expired_uploads_schedule"
     )
@@ -164,6 +177,7 @@ def test_schedules_expand_to_eventbridge_rules_targeting_their_functions(
     assert by_target == {
         "CleanupExpiredUploads": "rate(15 minutes)",
         "PurgeDeletedRegistries": "rate(1 minute)",
+        "ScheduledCollections": "rate(15 minutes)",
     }
     assert all(r.get("State", "ENABLED") == "ENABLED" for r in rules.values())
     permissions = [
@@ -172,7 +186,7 @@ def test_schedules_expand_to_eventbridge_rules_targeting_their_functions(
         if v["Type"] == "AWS::Lambda::Permission"
         and v["Properties"]["Principal"] == "events.amazonaws.com"
     ]
-    assert len(permissions) == 2
+    assert len(permissions) == 3
 
 
 def test_api_routes_and_no_s3_event_handlers(synths: dict[str, Synth]) -> None:

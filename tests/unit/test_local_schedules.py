@@ -40,6 +40,9 @@ class RecordingService:
         self.calls.append("purge_deleted_registries")
         return 0
 
+    def run(self, now: Any) -> None:  # wiring.scheduled_collections()
+        self.calls.append("scheduled_collections")
+
 
 @pytest.fixture
 def service(monkeypatch: pytest.MonkeyPatch) -> RecordingService:
@@ -47,6 +50,7 @@ def service(monkeypatch: pytest.MonkeyPatch) -> RecordingService:
     api = SimpleNamespace(service=recorder)
     monkeypatch.setattr(handlers, "v2_api", lambda: api)
     monkeypatch.setattr(handlers, "management_api", lambda: api)
+    monkeypatch.setattr(handlers.wiring, "scheduled_collections", lambda: recorder, raising=False)
     return recorder
 
 
@@ -65,10 +69,18 @@ def test_local_runtime_fires_every_schedule_the_app_declares_by_its_handler_stri
     schedules = app_schedules(app, LOCAL_INTERVALS)
 
     assert {s.name: s.handler_string for s in schedules} == declared_schedules(app)
-    assert {s.name for s in schedules} == {"cleanup-expired-uploads", "purge-deleted-registries"}
+    assert {s.name for s in schedules} == {
+        "cleanup-expired-uploads",
+        "purge-deleted-registries",
+        "scheduled-collections",
+    }
     for schedule in schedules:
         fire(schedule)
-    assert sorted(service.calls) == ["cleanup_expired_uploads", "purge_deleted_registries"]
+    assert sorted(service.calls) == [
+        "cleanup_expired_uploads",
+        "purge_deleted_registries",
+        "scheduled_collections",
+    ]
 
 
 def test_schedules_run_at_the_apps_rates_except_the_faster_local_purge() -> None:
@@ -76,10 +88,12 @@ def test_schedules_run_at_the_apps_rates_except_the_faster_local_purge() -> None
     assert {s.name: s.interval for s in app_schedules(app)} == {
         "cleanup-expired-uploads": 900.0,
         "purge-deleted-registries": 60.0,
+        "scheduled-collections": 900.0,
     }
     assert {s.name: s.interval for s in app_schedules(app, LOCAL_INTERVALS)} == {
         "cleanup-expired-uploads": 900.0,
         "purge-deleted-registries": 5.0,
+        "scheduled-collections": 900.0,
     }
     with pytest.raises(ValueError, match="no-such-schedule"):
         app_schedules(app, {"no-such-schedule": 1.0})
