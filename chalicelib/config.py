@@ -36,6 +36,9 @@ class Settings:
     token_ttl: timedelta = timedelta(minutes=5)
     # How long a warm process may reuse a registry record on the request path.
     registry_cache_ttl: timedelta = timedelta(seconds=30)
+    # The state machine that drives garbage collections (set by the stack; the local
+    # runtime creates one in moto and interprets it).
+    gc_state_machine_arn: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +57,7 @@ class Settings:
             token_service=env.get("PORTSIDE_TOKEN_SERVICE") or "portside",
             token_ttl=timedelta(seconds=_int("PORTSIDE_TOKEN_TTL_SECONDS", 300)),
             registry_cache_ttl=timedelta(seconds=_int("PORTSIDE_REGISTRY_CACHE_SECONDS", 30)),
+            gc_state_machine_arn=env.get("PORTSIDE_GC_STATE_MACHINE_ARN") or None,
         )
 
 

@@ -9,12 +9,15 @@ from .adapters.dynamo import DynamoMetadataStore
 from .adapters.dynamo_accounts import DynamoAccountStore
 from .adapters.dynamo_models import bind_table
 from .adapters.s3 import S3BlobStore, s3_client
+from .adapters.stepfunctions import StepFunctionsEngine, stepfunctions_client
 from .api.routes import ManagementApi
 from .config import Settings, settings
 from .http.v2 import V2Api
 from .registry.accounts import AccountService
 from .registry.auth import Authenticator, RegistryTokens, UploadCapability
+from .registry.gc import CollectionSettings, GarbageCollector, retention_tags
 from .registry.management import ManagementService
+from .registry.policies import ScheduledCollections
 from .registry.service import RegistryService, ServiceSettings
 
 
@@ -62,4 +65,30 @@ def management_api() -> ManagementApi:
     service = ManagementService(registry.store, registry.blobs, registry, v2_api().auth)
     host = urlsplit(config.public_url).netloc if config.public_url else None
     accounts = AccountService(DynamoAccountStore(), registry.store, v2_api().auth)
-    return ManagementApi(service, registry_host=host, accounts=accounts)
+    return ManagementApi(
+        service, registry_host=host, accounts=accounts, collector=garbage_collector()
+    )
+
+
+@lru_cache(maxsize=1)
+def garbage_collector() -> GarbageCollector:
+    config = settings()
+    store, blobs = _stores()
+    engine = StepFunctionsEngine(
+        config.gc_state_machine_arn or "",
+        stepfunctions_client(config.aws_endpoint_url, config.region),
+    )
+    return GarbageCollector(
+        store,
+        blobs,
+        engine,
+        CollectionSettings(wait=config.registry_cache_ttl),
+        retention=retention_tags,
+    )
+
+
+@lru_cache(maxsize=1)
+def scheduled_collections() -> ScheduledCollections:
+    """Starts the registries' scheduled garbage collections (EventBridge, every 15 min)."""
+    store, _ = _stores()
+    return ScheduledCollections(store, garbage_collector())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar, cast
 
 from pynamodb.connection import Connection
@@ -24,13 +24,23 @@ from chalicelib.registry.errors import (
     AccountSuspendedError,
     BlobUploadInvalidError,
     BlobUploadUnknownError,
+    CollectionBusyError,
     ConcurrentWriteError,
+    ConflictError,
+    GarbageCollectionRunningError,
+    ManifestBlobUnknownError,
     ManifestInvalidError,
     NameUnknownError,
+    SettingsChangedError,
+    TagImmutableError,
 )
 from chalicelib.registry.names import MAX_NAME_LENGTH, RepositoryName
 from chalicelib.registry.records import (
+    GC_CANCELLING,
+    GC_FINAL_STATUSES,
+    GC_READ_ONLY,
     BlobRecord,
+    Collection,
     ManifestRecord,
     RegistryRecord,
     TagRecord,
@@ -38,12 +48,17 @@ from chalicelib.registry.records import (
     UploadPart,
     UploadSession,
 )
+from chalicelib.registry.rules import DueSchedule, RegistrySettings
 
 from .dynamo_models import (
     META,
+    BlobKeyItem,
     BlobLinkItem,
+    CollectionItem,
+    GcScheduleItem,
     Item,
     ManifestItem,
+    MarkItem,
     ReferenceProbe,
     ReferrerItem,
     RegistryBlobItem,
@@ -56,6 +71,9 @@ from .dynamo_models import (
 
 # Optimistic writes re-read and retry this many times when a condition lost a race.
 RETRIES = 4
+# A transaction holds at most 100 items; a manifest push writes up to 5 of its own, and
+# touches each blob and child manifest it references (registry.gc) in the rest.
+MAX_TOUCHED = 95
 
 
 def reg_pk(registry: str) -> str:
@@ -95,6 +113,8 @@ class DynamoMetadataStore:
             raise NameUnknownError(detail={"name": str(repo)})
         if registry.suspended:
             raise AccountSuspendedError(registry.account_id)
+        if registry.read_only:
+            raise GarbageCollectionRunningError(registry.name, registry.gc_active)
 
     def _why_cancelled(
         self, exc: TransactWriteError, labels: dict[str, list[str]], repo: RepositoryName
@@ -389,16 +409,24 @@ class DynamoMetadataStore:
                 with self._transaction() as tx:
                     if blob_exists:
                         # The link copies the record's key: assert the record still has it.
-                        tx.condition_check(
-                            RegistryBlobItem, *blob_key, condition=_blob_stored_at(link_key)
+                        # Referenced again: touched, for an online collection (registry.gc).
+                        tx.update(
+                            RegistryBlobItem(*blob_key),
+                            actions=[RegistryBlobItem.touched_at.set(now)],
+                            condition=_blob_stored_at(link_key),
                         )
-                        labels["check"].append("blob")
+                        labels["update"].append("blob")
                     else:
                         tx.save(
                             RegistryBlobItem(*blob_key, size=size, created_at=now, key=key),
                             condition=Item.pk.does_not_exist(),
                         )
                         labels["put"].append("blob")
+                        if key is not None:
+                            # The key index entry: the orphan sweep's proof that someone
+                            # owns the object at ``key``.
+                            tx.save(BlobKeyItem(rid_pk(repo.rid), f"KEY#{key}", digest=digest))
+                            labels["put"].append("key")
                     if repo_exists:
                         tx.condition_check(RepositoryItem, *repo_key, condition=_repository_open())
                         labels["check"].append("repo")
@@ -463,7 +491,29 @@ class DynamoMetadataStore:
         raise ConcurrentWriteError("blob commit raced with other writers; retry")
 
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
-        return _delete_existing(BlobLinkItem(repo_pk(repo), f"LINK#{digest}"))
+        return self._delete_in_registry(repo, BlobLinkItem(repo_pk(repo), f"LINK#{digest}"))
+
+    def _delete_in_registry(self, repo: RepositoryName, item: Item) -> bool:
+        """Delete ``item`` if it exists and the registry takes writes (it is not
+        read-only for a garbage collection); False if there was nothing to delete."""
+        labels: dict[str, list[str]] = {
+            "check": ["registry"],
+            "delete": ["item"],
+            "put": [],
+            "update": [],
+        }
+        try:
+            with self._transaction() as tx:
+                tx.condition_check(
+                    RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                )
+                tx.delete(item, condition=Item.pk.exists())
+        except TransactWriteError as exc:
+            failed = self._why_cancelled(exc, labels, repo)
+            if "item" in failed:
+                return False
+            raise ConcurrentWriteError("the deletion raced with another write; retry") from exc
+        return True
 
     # ------------------------------------------------------------ manifests and tags
 
@@ -507,15 +557,37 @@ class DynamoMetadataStore:
         tag: str | None,
         create_repository: bool,
         now: datetime,
+        tag_immutable: bool = False,
+        settings_version: int | None = None,
     ) -> None:
         """Manifest, tag, referrer entry and (first push) repository in one transaction,
         conditional on the registry incarnation being live, the repository existing and not
         being deleted (or being created now), and the manifest, if it exists, having been
-        pushed as the same media type (the first push decides how it is served)."""
+        pushed as the same media type (the first push decides how it is served).
+
+        The same transaction touches every blob record and child manifest the manifest
+        references, conditional on each existing: this is what an online garbage
+        collection's deletions are conditional on (registry.gc), so that of a push and a
+        deletion of something it references, one fails. A manifest referencing more than
+        fits in the transaction is instead conditional on no collection running.
+
+        ``tag_immutable``: the tag may be created or re-pushed with the digest it has, not
+        moved (TagImmutableError). ``settings_version``: the registry's rules are still the
+        version the caller judged the push by (SettingsChangedError otherwise)."""
         # The caller read the references (blob links, child manifests) in the repository
         # before this. If the repository existed then and is gone now, it was deleted in
         # between, links and all: re-creating it would leave a manifest whose blobs are gone.
         read_in_existing = not create_repository
+        blobs, children = sorted(set(record.blobs)), sorted(set(record.manifests))
+        large = record.references_in_body or len(blobs) + len(children) > MAX_TOUCHED
+        registry_condition = _registry_is(repo)
+        if settings_version is not None:
+            same_rules: Condition = RegistryItem.settings_version == settings_version
+            if settings_version == 0:
+                same_rules = same_rules | RegistryItem.settings_version.does_not_exist()
+            registry_condition = registry_condition & same_rules
+        if large:
+            registry_condition = registry_condition & RegistryItem.gc_active.does_not_exist()
         for attempt in range(RETRIES):
             if attempt:
                 create_repository = not self._repository_state(repo)
@@ -562,7 +634,12 @@ class DynamoMetadataStore:
                                 size=record.size,
                                 body=record.body,
                                 blobs_size=record.blobs_size,
-                            )
+                            ),
+                            condition=(
+                                TagItem.pk.does_not_exist() | (TagItem.digest == record.digest)
+                                if tag_immutable
+                                else None
+                            ),
                         )
                         labels["put"].append("tag")
                     if record.subject is not None:
@@ -587,19 +664,48 @@ class DynamoMetadataStore:
                         tx.update(
                             RegistryItem(reg_pk(repo.registry), META),
                             actions=[RegistryItem.repository_count.add(1)],
-                            condition=_registry_is(repo),
+                            condition=registry_condition,
                         )
                         labels["update"].append("registry")
                     else:
                         tx.condition_check(
-                            RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                            RegistryItem, reg_pk(repo.registry), META, condition=registry_condition
                         )
                         tx.condition_check(
                             RepositoryItem, *_repository_key(repo), condition=_repository_open()
                         )
                         labels["check"] += ["registry", "repo"]
+                    if not large:
+                        for digest in blobs:
+                            tx.update(
+                                RegistryBlobItem(rid_pk(repo.rid), f"BLOB#{digest}"),
+                                actions=[RegistryBlobItem.touched_at.set(now)],
+                                condition=Item.pk.exists(),
+                            )
+                            labels["update"].append(f"blob:{digest}")
+                        for digest in children:
+                            tx.update(
+                                ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"),
+                                actions=[ManifestItem.touched_at.set(now)],
+                                condition=Item.pk.exists(),
+                            )
+                            labels["update"].append(f"child:{digest}")
             except TransactWriteError as exc:
                 failed = self._why_cancelled(exc, labels, repo)
+                if "registry" in failed:
+                    # Live and writable (or _why_cancelled raised): the rules changed, or a
+                    # collection runs while this push is too big to fence.
+                    self._explain_registry_refusal(repo, settings_version, large, blobs, children)
+                gone = sorted(f for f in failed if f.startswith(("blob:", "child:")))
+                if gone:
+                    raise ManifestBlobUnknownError(
+                        detail={
+                            "blobs": [f[5:] for f in gone if f.startswith("blob:")],
+                            "manifests": [f[6:] for f in gone if f.startswith("child:")],
+                        }
+                    ) from exc
+                if "tag" in failed:
+                    raise TagImmutableError(f"tag {tag} of {repo} is immutable") from exc
                 if "manifest" in failed:
                     existing = self.get_manifest(repo, record.digest)
                     if existing is not None and existing.media_type != record.media_type:
@@ -611,6 +717,22 @@ class DynamoMetadataStore:
                 continue  # the repository guess was wrong, or a conflict: try again
             return
         raise ConcurrentWriteError("manifest push raced with other writers; retry")
+
+    def _explain_registry_refusal(
+        self,
+        repo: RepositoryName,
+        settings_version: int | None,
+        large: bool,
+        blobs: Sequence[str],
+        children: Sequence[str],
+    ) -> None:
+        item = _get(RegistryItem, reg_pk(repo.registry), META, consistent_read=True)
+        if item is None:
+            return
+        if settings_version is not None and int(item.settings_version or 0) != settings_version:
+            raise SettingsChangedError("the registry's rules changed; read them again")
+        if large and item.gc_active is not None:
+            raise CollectionBusyError(repo.registry, len(blobs) + len(children))
 
     def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
         """The manifest, every tag pointing at it and its referrer entry, together.
@@ -646,6 +768,9 @@ class DynamoMetadataStore:
             )
             try:
                 with self._transaction() as tx:
+                    tx.condition_check(
+                        RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                    )
                     tx.delete(
                         ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"),
                         condition=Item.pk.exists() & revision,
@@ -657,6 +782,9 @@ class DynamoMetadataStore:
                     for t in first:
                         tx.delete(t, condition=TagItem.digest == digest)
             except TransactWriteError as exc:
+                failed = _failed_conditions(exc, _REGISTRY_CHECK_FIRST)
+                if failed is not None and "registry" in failed:
+                    self._require_live_registry(repo)
                 if _is_transaction_conflict(exc):
                     continue  # pushed or re-tagged meanwhile: read again
                 raise
@@ -664,7 +792,7 @@ class DynamoMetadataStore:
         raise ConcurrentWriteError("the manifest kept changing while being deleted; retry")
 
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
-        return _delete_existing(TagItem(repo_pk(repo), f"TAG#{tag}"))
+        return self._delete_in_registry(repo, TagItem(repo_pk(repo), f"TAG#{tag}"))
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
         condition = _after("TAG#", after, MAX_TAG_LENGTH)
@@ -696,6 +824,352 @@ class DynamoMetadataStore:
             )
             for i in items
         ]
+
+    # ------------------------------------------------------------ garbage collection
+
+    def begin_collection(self, registry: RegistryRecord, collection: Collection) -> None:
+        idle: Condition = (
+            RegistryItem.pk.exists()
+            & (RegistryItem.registry_id == registry.registry_id)
+            & _registry_live()
+            & RegistryItem.gc_active.does_not_exist()
+        )
+        try:
+            with self._transaction() as tx:
+                tx.save(
+                    _collection_item(collection),
+                    condition=Item.pk.does_not_exist(),
+                )
+                tx.update(
+                    RegistryItem(reg_pk(registry.name), META),
+                    actions=[
+                        RegistryItem.gc_active.set(collection.uuid),
+                        RegistryItem.read_only.set(collection.mode == GC_READ_ONLY),
+                    ],
+                    condition=idle,
+                )
+        except TransactWriteError as exc:
+            if (
+                _failed_conditions(
+                    exc, {"check": [], "delete": [], "put": ["gc"], "update": ["registry"]}
+                )
+                is None
+            ):
+                raise
+            current = self.get_registry(registry.name)
+            if current is None or current.deleting or current.registry_id != registry.registry_id:
+                raise NameUnknownError(detail={"registry": registry.name}) from exc
+            raise ConflictError(
+                f"a garbage collection is already running on {registry.name!r}",
+                detail={"garbage_collection": current.gc_active},
+            ) from exc
+
+    def get_collection(self, registry_id: str, gc_uuid: str) -> Collection | None:
+        item = _get(CollectionItem, rid_pk(registry_id), f"GC#{gc_uuid}", consistent_read=True)
+        return None if item is None else _collection_record(item)
+
+    def list_collections(self, registry_id: str, after: str | None, limit: int) -> list[Collection]:
+        condition: Condition = (
+            Item.sk.startswith("GC#") if after is None else Item.sk.between("GC#", f"GC#{after}")
+        )
+        found = []
+        for item in CollectionItem.query(
+            rid_pk(registry_id), condition, scan_index_forward=False, limit=limit + 1
+        ):
+            if after is not None and item.sk == f"GC#{after}":
+                continue
+            found.append(_collection_record(item))
+            if len(found) == limit:
+                break
+        return found
+
+    def save_collection(self, collection: Collection) -> bool:
+        try:
+            CollectionItem(rid_pk(collection.registry_id), f"GC#{collection.uuid}").update(
+                actions=[*_progress_actions(collection), CollectionItem.version.add(1)],
+                condition=CollectionItem.version == collection.version,
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        collection.version += 1
+        return True
+
+    def request_cancel(self, registry_id: str, gc_uuid: str) -> Collection | None:
+        try:
+            CollectionItem(rid_pk(registry_id), f"GC#{gc_uuid}").update(
+                actions=[
+                    CollectionItem.cancel_requested.set(True),
+                    CollectionItem.status.set(GC_CANCELLING),
+                    CollectionItem.version.add(1),
+                ],
+                condition=CollectionItem.pk.exists()
+                & ~CollectionItem.status.is_in(*sorted(GC_FINAL_STATUSES)),
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return None
+            raise
+        return self.get_collection(registry_id, gc_uuid)
+
+    def finish_collection(self, collection: Collection) -> bool:
+        """The final state and, in the same transaction, the registry's release; if the
+        registry no longer names this collection (it was deleted), the state alone."""
+        gc_item = CollectionItem(rid_pk(collection.registry_id), f"GC#{collection.uuid}")
+        actions = [*_progress_actions(collection), CollectionItem.version.add(1)]
+        same_version = CollectionItem.version == collection.version
+        try:
+            with self._transaction() as tx:
+                tx.update(gc_item, actions=actions, condition=same_version)
+                tx.update(
+                    RegistryItem(reg_pk(collection.registry_name), META),
+                    actions=[RegistryItem.gc_active.remove(), RegistryItem.read_only.set(False)],
+                    condition=(RegistryItem.gc_active == collection.uuid)
+                    & (RegistryItem.registry_id == collection.registry_id),
+                )
+        except TransactWriteError as exc:
+            failed = _failed_conditions(
+                exc, {"check": [], "delete": [], "put": [], "update": ["gc", "registry"]}
+            )
+            if failed is None or "conflict" in failed:
+                raise
+            if "gc" in failed:
+                return False
+            try:  # the registry is gone or names another collection: nothing to release
+                gc_item.update(actions=actions, condition=same_version)
+            except UpdateError as again:
+                if _is_condition_failure(again):
+                    return False
+                raise
+        collection.version += 1
+        return True
+
+    def scan_repository(
+        self, repo: RepositoryName
+    ) -> tuple[dict[str, ManifestRecord], list[TagRecord]]:
+        # Bodies are left out (a tag's copy, and most manifests' own, are up to 300 KB):
+        # only a manifest whose references did not fit in its item needs its body.
+        manifests: dict[str, ManifestRecord] = {}
+        for item in ManifestItem.query(
+            repo_pk(repo),
+            Item.sk.startswith("MANIFEST#"),
+            consistent_read=True,
+            attributes_to_get=_MANIFEST_SCAN_ATTRIBUTES,
+        ):
+            record = _manifest_record(item)
+            if record.references_in_body:
+                full = _get(ManifestItem, item.pk, item.sk, consistent_read=True)
+                if full is None:
+                    continue
+                record = _manifest_record(full)
+            manifests[record.digest] = record
+        tags = [
+            TagRecord(i.sk.removeprefix("TAG#"), i.digest, i.updated_at)
+            for i in TagItem.query(
+                repo_pk(repo),
+                Item.sk.startswith("TAG#"),
+                consistent_read=True,
+                attributes_to_get=["pk", "sk", "digest", "updated_at"],
+            )
+        ]
+        return manifests, tags
+
+    def gc_delete_tag(self, repo: RepositoryName, tag: str, digest: str) -> bool:
+        return _delete_existing(
+            TagItem(repo_pk(repo), f"TAG#{tag}"), condition=TagItem.digest == digest
+        )
+
+    def gc_delete_manifest(
+        self,
+        repo: RepositoryName,
+        record: ManifestRecord,
+        gc_uuid: str,
+        touched_before: datetime | None,
+    ) -> bool:
+        condition: Condition = Item.pk.exists() & (
+            ManifestItem.revision == record.revision
+            if record.revision is not None
+            else ManifestItem.revision.does_not_exist()
+        )
+        if touched_before is not None:
+            condition = condition & (
+                ManifestItem.touched_at.does_not_exist()
+                | (ManifestItem.touched_at < touched_before)
+            )
+        for _ in range(RETRIES):
+            try:
+                with self._transaction() as tx:
+                    tx.delete(
+                        ManifestItem(repo_pk(repo), f"MANIFEST#{record.digest}"),
+                        condition=condition,
+                    )
+                    if record.subject is not None:
+                        tx.delete(
+                            ReferrerItem(
+                                repo_pk(repo), f"REFERRER#{record.subject}#{record.digest}"
+                            )
+                        )
+                    tx.update(
+                        CollectionItem(rid_pk(repo.rid), f"GC#{gc_uuid}"),
+                        actions=[CollectionItem.manifests_deleted.add(1)],
+                    )
+            except TransactWriteError as exc:
+                failed = _failed_conditions(
+                    exc, {"check": [], "delete": ["manifest"], "put": [], "update": []}
+                )
+                if failed is None:
+                    raise
+                if "manifest" in failed:
+                    return False
+                continue  # a conflict (a cancel writing the collection): again
+            return True
+        raise ConcurrentWriteError("manifest deletion raced with other writers")
+
+    def mark_blobs(self, gc_uuid: str, digests: Iterable[str]) -> None:
+        expires = datetime.now(UTC) + MARK_LIFETIME
+        with MarkItem.batch_write() as batch:
+            for digest in sorted(set(digests)):
+                batch.save(MarkItem(f"GCMARK#{gc_uuid}", f"B#{digest}", ttl=expires))
+
+    def marked_blobs(self, gc_uuid: str, first: str, last: str) -> set[str]:
+        return {
+            i.sk.removeprefix("B#")
+            for i in MarkItem.query(
+                f"GCMARK#{gc_uuid}",
+                Item.sk.between(f"B#{first}", f"B#{last}"),
+                consistent_read=True,
+                attributes_to_get=["pk", "sk"],
+            )
+        }
+
+    def list_registry_blobs(
+        self, registry_id: str, after: str | None, limit: int
+    ) -> list[BlobRecord]:
+        condition = _after("BLOB#", after, MAX_DIGEST_LENGTH)
+        if condition is None:
+            return []
+        return [
+            _blob_record(i.sk.removeprefix("BLOB#"), i)
+            for i in RegistryBlobItem.query(
+                rid_pk(registry_id), condition, limit=limit, consistent_read=True
+            )
+        ]
+
+    def gc_delete_blob(
+        self,
+        registry_name: str,
+        registry_id: str,
+        blob: BlobRecord,
+        gc_uuid: str,
+        created_before: datetime | None,
+        touched_before: datetime | None,
+    ) -> bool:
+        condition = _blob_stored_at(blob.key)
+        if created_before is not None:
+            condition = condition & (RegistryBlobItem.created_at < created_before)
+        if touched_before is not None:
+            condition = condition & (
+                RegistryBlobItem.touched_at.does_not_exist()
+                | (RegistryBlobItem.touched_at < touched_before)
+            )
+        labels: dict[str, list[str]] = {
+            "check": [],
+            "delete": ["blob"],
+            "put": [],
+            "update": ["registry"],
+        }
+        now = datetime.now(UTC)
+        for _ in range(RETRIES):
+            try:
+                with self._transaction() as tx:
+                    tx.delete(
+                        RegistryBlobItem(rid_pk(registry_id), f"BLOB#{blob.digest}"),
+                        condition=condition,
+                    )
+                    if blob.key is not None:
+                        tx.delete(BlobKeyItem(rid_pk(registry_id), f"KEY#{blob.key}"))
+                        labels["delete"].append("key")
+                    tx.update(
+                        RegistryItem(reg_pk(registry_name), META),
+                        actions=[
+                            RegistryItem.storage_bytes.add(-blob.size),
+                            RegistryItem.storage_updated_at.set(now),
+                        ],
+                        condition=RegistryItem.registry_id == registry_id,
+                    )
+                    tx.update(
+                        CollectionItem(rid_pk(registry_id), f"GC#{gc_uuid}"),
+                        actions=[
+                            CollectionItem.blobs_deleted.add(1),
+                            CollectionItem.freed_bytes.add(blob.size),
+                        ],
+                    )
+            except TransactWriteError as exc:
+                failed = _failed_conditions(exc, labels)
+                if failed is None:
+                    raise
+                if "blob" in failed or "registry" in failed:
+                    return False
+                continue
+            return True
+        raise ConcurrentWriteError("blob deletion raced with other writers")
+
+    def list_links(self, repo: RepositoryName, after: str | None, limit: int) -> list[BlobRecord]:
+        condition = _after("LINK#", after, MAX_DIGEST_LENGTH)
+        if condition is None:
+            return []
+        return [
+            _blob_record(i.sk.removeprefix("LINK#"), i)
+            for i in BlobLinkItem.query(repo_pk(repo), condition, limit=limit)
+        ]
+
+    def missing_blobs(self, registry_id: str, digests: Sequence[str]) -> set[str]:
+        keys = [(rid_pk(registry_id), f"BLOB#{d}") for d in sorted(set(digests))]
+        found = {
+            i.sk.removeprefix("BLOB#")
+            for i in Item.batch_get(keys, consistent_read=True, attributes_to_get=["pk", "sk"])
+        }
+        return set(digests) - found
+
+    def gc_delete_link(self, repo: RepositoryName, link: BlobRecord) -> bool:
+        return _delete_existing(
+            BlobLinkItem(repo_pk(repo), f"LINK#{link.digest}"),
+            condition=(
+                BlobLinkItem.key == link.key
+                if link.key is not None
+                else BlobLinkItem.key.does_not_exist()
+            ),
+        )
+
+    def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:
+        """Keys in the key index, and content addresses (records from before keys were
+        kept) whose blob record names no other key."""
+        content = f"registries/{registry_id}/blobs/sha256/"
+        lookups: dict[tuple[str, str], str] = {}
+        for key in keys:
+            if key.startswith(content):
+                lookups[(rid_pk(registry_id), f"BLOB#sha256:{key[len(content) :]}")] = key
+            else:
+                lookups[(rid_pk(registry_id), f"KEY#{key}")] = key
+        named: set[str] = set()
+        for item in RegistryBlobItem.batch_get(list(lookups), consistent_read=True):
+            if item.sk.startswith("BLOB#") and item.key is not None:
+                continue  # the record names another key: the content address is unowned
+            named.add(lookups[(item.pk, item.sk)])
+        return named
+
+    def live_uploads(self, upload_ids: Sequence[str]) -> set[str]:
+        keys = [(f"UPLOAD#{u}", META) for u in sorted(set(upload_ids))]
+        return {
+            i.pk.removeprefix("UPLOAD#")
+            for i in Item.batch_get(keys, consistent_read=True, attributes_to_get=["pk", "sk"])
+        }
+
+    def count_orphans_deleted(self, registry_id: str, gc_uuid: str, count: int) -> None:
+        CollectionItem(rid_pk(registry_id), f"GC#{gc_uuid}").update(
+            actions=[CollectionItem.objects_deleted.add(count)]
+        )
 
     # ------------------------------------------------------------ uploads
 
@@ -767,6 +1241,127 @@ class DynamoMetadataStore:
             "UPLOADS", UploadItem.gsi1sk.between("0", cutoff), limit=limit
         )
         return [_upload_session(cast(UploadItem, i)) for i in items]
+
+    # ------------------------------------------------------------ settings (registry.rules)
+
+    def update_registry_settings(
+        self,
+        name: str,
+        registry_id: str,
+        settings: RegistrySettings,
+        expected_version: int,
+        now: datetime,
+    ) -> RegistryRecord:
+        """One transaction: the settings and their version on the registry record
+        (conditional on the incarnation being live and the version as read), and the
+        schedule entry (RID#<id> / SCHEDULE#GC) put or removed with them."""
+        version_is: Condition = RegistryItem.settings_version == expected_version
+        if expected_version == 0:  # records older than settings have no version at all
+            version_is = version_is | RegistryItem.settings_version.does_not_exist()
+        condition = (
+            RegistryItem.pk.exists()
+            & (RegistryItem.registry_id == registry_id)
+            & _registry_live()
+            & (RegistryItem.suspended.does_not_exist() | (RegistryItem.suspended == False))  # noqa: E712
+            & version_is
+        )
+        schedule_key = (rid_pk(registry_id), SCHEDULE_SK)
+        try:
+            with self._transaction() as tx:
+                tx.update(
+                    RegistryItem(reg_pk(name), META),
+                    actions=[
+                        RegistryItem.settings.set(settings.to_json()),
+                        RegistryItem.settings_version.set(expected_version + 1),
+                    ],
+                    condition=condition,
+                )
+                if settings.gc_schedule is not None:
+                    next_run = settings.gc_schedule.next_run_after(now)
+                    tx.save(
+                        GcScheduleItem(
+                            *schedule_key,
+                            gsi1pk=SCHEDULES,
+                            gsi1sk=_schedule_sk(next_run, registry_id),
+                            registry_name=name,
+                            next_run_at=next_run,
+                        )
+                    )
+                else:
+                    tx.delete(Item(*schedule_key))
+        except TransactWriteError as exc:
+            labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
+            labels["delete" if settings.gc_schedule is None else "put"].append("schedule")
+            labels["update"].append("registry")
+            failed = _failed_conditions(exc, labels)
+            if failed is None:
+                raise
+            if "registry" not in failed:
+                raise ConcurrentWriteError("the settings raced with other writers; retry") from exc
+            item = _get(RegistryItem, reg_pk(name), META, consistent_read=True)
+            record = None if item is None else _registry_record(item)
+            if record is None or record.deleting or record.registry_id != registry_id:
+                raise NameUnknownError(
+                    f"registry {name!r} not found", detail={"registry": name}
+                ) from exc
+            if record.suspended:
+                raise AccountSuspendedError(record.account_id) from exc
+            raise ConflictError(
+                f"the settings of registry {name!r} were changed by another request; "
+                "read them again"
+            ) from exc
+        item = _get(RegistryItem, reg_pk(name), META, consistent_read=True)
+        if item is None:
+            raise NameUnknownError(f"registry {name!r} not found", detail={"registry": name})
+        return _registry_record(item)
+
+    def due_collection_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
+        # "$" sorts after "#": an entry due at ``now`` exactly is included.
+        cutoff = _stamp(now) + "$"
+        items = GcScheduleItem.query(
+            SCHEDULES,
+            GcScheduleItem.gsi1sk.between("0", cutoff),
+            index_name="gsi1",
+            limit=limit,
+        )
+        return [
+            DueSchedule(i.registry_name, i.pk.removeprefix("RID#"), i.next_run_at) for i in items
+        ]
+
+    def advance_collection_schedule(
+        self, registry_id: str, expected_next_run_at: datetime, next_run_at: datetime | None
+    ) -> bool:
+        key = (rid_pk(registry_id), SCHEDULE_SK)
+        still: Condition = Item.pk.exists() & (
+            GcScheduleItem.gsi1sk == _schedule_sk(expected_next_run_at, registry_id)
+        )
+        if next_run_at is None:
+            return _delete_existing(Item(*key), still)
+        try:
+            GcScheduleItem(*key).update(
+                actions=[
+                    GcScheduleItem.next_run_at.set(next_run_at),
+                    GcScheduleItem.gsi1sk.set(_schedule_sk(next_run_at, registry_id)),
+                ],
+                condition=still,
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+
+SCHEDULE_SK = "SCHEDULE#GC"
+SCHEDULES = "GCSCHEDULES"
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _schedule_sk(next_run_at: datetime, registry_id: str) -> str:
+    return f"{_stamp(next_run_at)}#{registry_id}"
 
 
 # DynamoDB items are capped at 400 KB; a referrer's annotations are copied into its entry
@@ -857,6 +1452,8 @@ def _registry_is(repo: RepositoryName) -> Condition:
         & (RegistryItem.registry_id == repo.rid)
         & _registry_live()
         & (RegistryItem.suspended.does_not_exist() | (RegistryItem.suspended == False))  # noqa: E712
+        # A read-only garbage collection is running (registry.gc): no write may land.
+        & (RegistryItem.read_only.does_not_exist() | (RegistryItem.read_only == False))  # noqa: E712
     )
     return same
 
@@ -870,7 +1467,8 @@ def _blob_stored_at(key: str | None) -> Condition:
 
 
 def _blob_record(digest: str, item: RegistryBlobItem | BlobLinkItem) -> BlobRecord:
-    return BlobRecord(digest, int(item.size), item.created_at, item.key)
+    touched = item.touched_at if isinstance(item, RegistryBlobItem) else None
+    return BlobRecord(digest, int(item.size), item.created_at, item.key, touched)
 
 
 def _registry_record(item: RegistryItem) -> RegistryRecord:
@@ -878,6 +1476,7 @@ def _registry_record(item: RegistryItem) -> RegistryRecord:
         name=item.pk.removeprefix("REG#"),
         account_id=item.account_id,
         registry_id=item.registry_id,
+        gc_active=item.gc_active,
         plan=item.plan,
         storage_bytes=int(item.storage_bytes),
         repository_count=int(item.repository_count),
@@ -888,6 +1487,8 @@ def _registry_record(item: RegistryItem) -> RegistryRecord:
         subscription_updated_at=item.subscription_updated_at,
         deleting=bool(item.deleting),
         suspended=bool(item.suspended),
+        settings=RegistrySettings.from_stored(item.settings),
+        settings_version=int(item.settings_version or 0),
     )
 
 
@@ -933,6 +1534,7 @@ def _manifest_record(item: ManifestItem) -> ManifestRecord:
         artifact_type=item.artifact_type,
         created_at=item.created_at,
         revision=item.revision,
+        touched_at=item.touched_at,
     )
 
 
@@ -994,6 +1596,108 @@ def _upload_session(item: UploadItem) -> UploadSession:
         expires_at=item.expires_at,
         claim_id=item.claim_id,
         claimed_until=item.claimed_until,
+    )
+
+
+# A transaction whose first item is the registry's condition check (and whose other
+# failures are read from the store again rather than from their reasons).
+_REGISTRY_CHECK_FIRST: dict[str, list[str]] = {
+    "check": ["registry"],
+    "delete": [],
+    "put": [],
+    "update": [],
+}
+
+
+# A collection's marks outlive it by this much (DynamoDB's TTL then removes them).
+MARK_LIFETIME = timedelta(days=3)
+
+# What scanning reads of a manifest item (everything but the body).
+_MANIFEST_SCAN_ATTRIBUTES = [
+    "pk",
+    "sk",
+    "revision",
+    "media_type",
+    "size",
+    "blobs",
+    "manifests",
+    "references_in_body",
+    "blobs_size",
+    "subject",
+    "artifact_type",
+    "created_at",
+    "touched_at",
+]
+
+_COLLECTION_PROGRESS = (
+    "status",
+    "phase",
+    "cursor",
+    "marks_from",
+    "wait_until",
+    "updated_at",
+    "error",
+    "repositories_scanned",
+    "manifests_scanned",
+    "blobs_scanned",
+    "objects_scanned",
+)
+
+
+def _progress_actions(collection: Collection) -> list[Action]:
+    """A progress save: every field but the deletion counters (only ever added to)."""
+    actions: list[Action] = []
+    for name in _COLLECTION_PROGRESS:
+        attribute = getattr(CollectionItem, name)
+        value = getattr(collection, name)
+        actions.append(attribute.remove() if value is None else attribute.set(value))
+    return actions
+
+
+def _collection_item(c: Collection) -> CollectionItem:
+    return CollectionItem(
+        rid_pk(c.registry_id),
+        f"GC#{c.uuid}",
+        uuid=c.uuid,
+        registry_name=c.registry_name,
+        registry_id=c.registry_id,
+        status=c.status,
+        type=c.type,
+        mode=c.mode,
+        trigger=c.trigger,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+        phase=c.phase,
+        version=c.version,
+    )
+
+
+def _collection_record(item: CollectionItem) -> Collection:
+    return Collection(
+        uuid=item.uuid,
+        registry_name=item.registry_name,
+        registry_id=item.registry_id,
+        status=item.status,
+        type=item.type,
+        mode=item.mode,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        trigger=item.trigger,
+        blobs_deleted=int(item.blobs_deleted or 0),
+        manifests_deleted=int(item.manifests_deleted or 0),
+        freed_bytes=int(item.freed_bytes or 0),
+        objects_deleted=int(item.objects_deleted or 0),
+        repositories_scanned=int(item.repositories_scanned or 0),
+        manifests_scanned=int(item.manifests_scanned or 0),
+        blobs_scanned=int(item.blobs_scanned or 0),
+        objects_scanned=int(item.objects_scanned or 0),
+        error=item.error,
+        phase=item.phase,
+        cursor=item.cursor,
+        marks_from=item.marks_from,
+        wait_until=item.wait_until,
+        cancel_requested=bool(item.cancel_requested),
+        version=int(item.version or 0),
     )
 
 

@@ -14,6 +14,10 @@ conditional on ``REG#<name>`` still naming that id, live.
   REPO#<registry id>/<repo> MANIFEST#<digest>            manifest (body inline if small)
   REPO#<registry id>/<repo> TAG#<tag>                    tag -> digest (lexical order = sk order)
   REPO#<registry id>/<repo> REFERRER#<subject>#<digest>  referrer descriptor, by subject
+  RID#<registry id>         KEY#<s3 key>                 the blob record naming that key (GC)
+  RID#<registry id>         GC#<uuid>                    a garbage collection (uuids sort by age)
+  GCMARK#<collection uuid>  B#<digest>                   a blob a kept manifest references (TTL)
+  RID#<registry id>         SCHEDULE#GC                  its GC schedule's next run
   UPLOAD#<id>               #META                        upload session (TTL)
   TOKEN#<sha256 of secret>  #META                        API token
 
@@ -24,6 +28,7 @@ GSI1 (gsi1pk / gsi1sk) gives the cross-partition views:
   TAGS#<reg id>       <repo>:<tag>             all tags of a registry (GC)
   UPLOADS             <expires_at>#<id>        upload sessions by expiry (cleanup)
   TOKENS#<account>    <token_id>               tokens of an account
+  GCSCHEDULES         <next run>#<registry id> scheduled collections by next run
 """
 
 from __future__ import annotations
@@ -85,6 +90,21 @@ class RegistryItem(Item):
     subscription_updated_at = UTCDateTimeAttribute(null=True)
     # Its account is suspended (dynamo_accounts): every write's condition refuses it.
     suspended = BooleanAttribute(null=True)
+    # The garbage collection running on it, if any (one at a time: begin_collection).
+    gc_active = UnicodeAttribute(null=True)
+    # Retention, immutability, GC schedule (registry.rules), and their version: pushes that
+    # relied on a cached copy are conditional on it (absent on records older than it: 0).
+    settings = JSONAttribute(null=True)
+    settings_version = NumberAttribute(default=0)
+
+
+class GcScheduleItem(Item):
+    """RID#<registry id> / SCHEDULE#GC: the registry's scheduled collection, indexed by its
+    next run (gsi1: GCSCHEDULES / <next run>#<registry id>), so that the scheduler finds
+    what is due with one query. Written with the settings; purged with the registry."""
+
+    registry_name = UnicodeAttribute()
+    next_run_at = UTCDateTimeAttribute()
 
 
 class RegistryBlobItem(Item):
@@ -92,6 +112,48 @@ class RegistryBlobItem(Item):
     created_at = UTCDateTimeAttribute(null=True)
     # Where the bytes are (absent: the content address, service.blob_key).
     key = UnicodeAttribute(null=True)
+    # Last push that referenced it after it was created (registry.gc, online mode).
+    touched_at = UTCDateTimeAttribute(null=True)
+
+
+class BlobKeyItem(Item):
+    """The blob record naming an S3 key, written with the record: how the orphan sweep
+    tells an object someone owns from one nobody does, by key, with a consistent read."""
+
+    digest = UnicodeAttribute()
+
+
+class CollectionItem(Item):
+    uuid = UnicodeAttribute()
+    registry_name = UnicodeAttribute()
+    registry_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    type = UnicodeAttribute()
+    mode = UnicodeAttribute()
+    trigger = UnicodeAttribute(default="api")
+    created_at = UTCDateTimeAttribute()
+    updated_at = UTCDateTimeAttribute()
+    blobs_deleted = NumberAttribute(default=0)
+    manifests_deleted = NumberAttribute(default=0)
+    freed_bytes = NumberAttribute(default=0)
+    objects_deleted = NumberAttribute(default=0)
+    repositories_scanned = NumberAttribute(default=0)
+    manifests_scanned = NumberAttribute(default=0)
+    blobs_scanned = NumberAttribute(default=0)
+    objects_scanned = NumberAttribute(default=0)
+    error = UnicodeAttribute(null=True)
+    phase = UnicodeAttribute(default="begin")
+    cursor = UnicodeAttribute(null=True)
+    marks_from = UTCDateTimeAttribute(null=True)
+    wait_until = UTCDateTimeAttribute(null=True)
+    cancel_requested = BooleanAttribute(default=False)
+    version = NumberAttribute(default=0)
+
+
+class MarkItem(Item):
+    """A blob a collection found referenced; gone by TTL some days after it ends."""
+
+    ttl = TTLAttribute(null=True)
 
 
 class RepositoryItem(Item):
@@ -122,6 +184,8 @@ class ManifestItem(Item):
     subject = UnicodeAttribute(null=True)
     artifact_type = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute(null=True)
+    # Last push of an index naming it as a child (registry.gc, online mode).
+    touched_at = UTCDateTimeAttribute(null=True)
 
 
 class ReferenceProbe(Item):
@@ -191,6 +255,10 @@ ALL_MODELS: tuple[type[Item], ...] = (
     Item,
     RegistryItem,
     RegistryBlobItem,
+    BlobKeyItem,
+    CollectionItem,
+    MarkItem,
+    GcScheduleItem,
     RepositoryItem,
     BlobLinkItem,
     ManifestItem,

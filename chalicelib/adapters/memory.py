@@ -7,7 +7,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,20 +16,35 @@ from chalicelib.registry.errors import (
     AccountSuspendedError,
     BlobUploadInvalidError,
     BlobUploadUnknownError,
+    CollectionBusyError,
+    ConflictError,
+    GarbageCollectionRunningError,
+    ManifestBlobUnknownError,
     ManifestInvalidError,
     NameUnknownError,
+    SettingsChangedError,
+    TagImmutableError,
 )
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import (
+    GC_CANCELLING,
+    GC_READ_ONLY,
     BlobRecord,
+    Collection,
     ManifestRecord,
+    PendingMultipart,
     RegistryRecord,
+    StoredObject,
     TagRecord,
     TokenRecord,
     UploadSession,
 )
+from chalicelib.registry.rules import DueSchedule, RegistrySettings
 
 MIN_PART = 5 * 1024 * 1024
+# As the DynamoDB store: a manifest push touches what it references in its transaction,
+# which holds at most 100 items; one naming more is fenced differently (see dynamo).
+MAX_TOUCHED = 95
 
 
 def _etag(data: bytes) -> str:
@@ -43,6 +58,11 @@ class MemoryBlobStore:
         self.multipart: dict[str, dict[int, bytes]] = {}
         self.completed: dict[str, list[tuple[int, str]]] = {}  # id -> the parts it took
         self.calls: list[str] = []
+        # Last-Modified of each object, and each pending multipart upload's key and start
+        # (what S3's listings report); ``clock`` lets tests age them.
+        self.clock: Any = lambda: datetime.now(UTC)
+        self.modified: dict[str, datetime] = {}
+        self.multipart_keys: dict[str, tuple[str, datetime]] = {}
 
     def presign_get(self, key: str, expires_in: int) -> str:
         self.calls.append("presign_get")
@@ -51,6 +71,7 @@ class MemoryBlobStore:
     def put_object(self, key: str, data: bytes) -> None:
         self.calls.append("put_object")
         self.objects[key] = bytes(data)
+        self.modified[key] = self.clock()
 
     def get_object(self, key: str) -> bytes:
         self.calls.append("get_object")
@@ -64,11 +85,13 @@ class MemoryBlobStore:
     def delete_object(self, key: str) -> None:
         self.calls.append("delete_object")
         self.objects.pop(key, None)
+        self.modified.pop(key, None)
 
     def create_multipart(self, key: str) -> str:
         self.calls.append("create_multipart")
         upload_id = uuid.uuid4().hex
         self.multipart[upload_id] = {}
+        self.multipart_keys[upload_id] = (key, self.clock())
         return upload_id
 
     def upload_part(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
@@ -96,10 +119,33 @@ class MemoryBlobStore:
                 raise ValueError("EntityTooSmall")  # as S3: only the last part may be small
         self.objects[key] = b"".join(stored[n] for n, _ in parts)
         self.completed[multipart_id] = list(parts)
+        # As S3 reports it: a multipart object's Last-Modified is when its upload began.
+        started = self.multipart_keys.pop(multipart_id, (key, self.clock()))[1]
+        self.modified[key] = started
 
     def abort_multipart(self, key: str, multipart_id: str) -> None:
         self.calls.append("abort_multipart")
         self.multipart.pop(multipart_id, None)
+        self.multipart_keys.pop(multipart_id, None)
+
+    def list_objects(self, prefix: str, start_after: str | None, limit: int) -> list[StoredObject]:
+        keys = sorted(
+            k
+            for k in self.objects
+            if k.startswith(prefix) and (start_after is None or k > start_after)
+        )
+        return [
+            StoredObject(k, len(self.objects[k]), self.modified.get(k, self.clock()))
+            for k in keys[:limit]
+        ]
+
+    def list_multipart_uploads(self, prefix: str, limit: int) -> list[PendingMultipart]:
+        found = sorted(
+            (key, upload_id, started)
+            for upload_id, (key, started) in self.multipart_keys.items()
+            if key.startswith(prefix) and upload_id in self.multipart
+        )
+        return [PendingMultipart(k, u, t) for k, u, t in found[:limit]]
 
     def delete_prefix(self, prefix: str, budget: int) -> bool:
         keys = [k for k in self.objects if k.startswith(prefix)]
@@ -210,6 +256,11 @@ class MemoryMetadataStore:
         # (subject, digest) -> referrer entry, as REFERRER#<subject>#<digest> items.
         self.referrers: dict[RepoKey, dict[tuple[str, str], ManifestRecord]] = {}
         self.uploads: dict[str, UploadSession] = {}
+        # registry id -> collection uuid -> collection; collection uuid -> marked digests
+        self.collections: dict[str, dict[str, Collection]] = {}
+        self.marks: dict[str, set[str]] = {}
+        # registry id -> (registry name, next run): the GC schedule index (see dynamo).
+        self.schedules: dict[str, tuple[str, datetime]] = {}
 
     def _repository_tables(self) -> tuple[dict[RepoKey, Any], ...]:
         return self.links, self.manifests, self.tags, self.referrers
@@ -222,6 +273,8 @@ class MemoryMetadataStore:
             raise NameUnknownError(detail={"name": str(repo)})
         if record.suspended:
             raise AccountSuspendedError(record.account_id)
+        if record.read_only:
+            raise GarbageCollectionRunningError(record.name, record.gc_active)
         return record
 
     # ------------------------------------------------------------ registries, tokens
@@ -424,6 +477,8 @@ class MemoryMetadataStore:
                 blobs[digest] = BlobRecord(digest, size, now, key)
                 record.storage_bytes += size
                 record.storage_updated_at = now
+            else:
+                blobs[digest].touched_at = now  # referenced again: see registry.gc
             self._create_repository(repo)
             stored = blobs[digest].key
             self.links.setdefault(_key(repo), {})[digest] = BlobRecord(digest, size, now, stored)
@@ -431,7 +486,10 @@ class MemoryMetadataStore:
 
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
         with self._lock:
-            return self.links.get(_key(repo), {}).pop(digest, None) is not None
+            if digest not in self.links.get(_key(repo), {}):
+                return False
+            self._live(repo)
+            return self.links[_key(repo)].pop(digest, None) is not None
 
     # ------------------------------------------------------------ manifests and tags
 
@@ -472,12 +530,16 @@ class MemoryMetadataStore:
         tag: str | None,
         create_repository: bool,
         now: datetime,
+        tag_immutable: bool = False,
+        settings_version: int | None = None,
     ) -> None:
         # ``create_repository`` is the caller's guess, which the DynamoDB store corrects
         # when it was wrong; here the repository is simply created if it is missing, unless
         # the caller read the references in a repository that is gone now (deleted since).
         with self._lock:
-            self._live(repo)
+            registry = self._live(repo)
+            if settings_version is not None and registry.settings_version != settings_version:
+                raise SettingsChangedError("the registry's rules changed; read them again")
             if not create_repository and not self.repository_exists(repo):
                 raise NameUnknownError(
                     f"repository {repo} was deleted while the manifest was pushed",
@@ -490,6 +552,11 @@ class MemoryMetadataStore:
                     f"it cannot also be {record.media_type}",
                     detail={"digest": record.digest},
                 )
+            if tag_immutable and tag is not None:
+                current = self.tags.get(_key(repo), {}).get(tag)
+                if current is not None and current.digest != record.digest:
+                    raise TagImmutableError(f"tag {tag} of {repo} is immutable")
+            self._touch_references(repo, registry, record, now)
             self._create_repository(repo)
             self.manifests.setdefault(_key(repo), {})[record.digest] = _stored_manifest(record)
             if tag is not None:
@@ -501,11 +568,35 @@ class MemoryMetadataStore:
                     _referrer_entry(record, record.subject)
                 )
 
+    def _touch_references(
+        self, repo: RepositoryName, registry: RegistryRecord, record: ManifestRecord, now: datetime
+    ) -> None:
+        """What the DynamoDB store's manifest transaction does to what the manifest
+        references: each blob record and child manifest must exist, and is touched."""
+        blobs, children = sorted(set(record.blobs)), sorted(set(record.manifests))
+        if record.references_in_body or len(blobs) + len(children) > MAX_TOUCHED:
+            if registry.gc_active is not None:
+                raise CollectionBusyError(repo.registry, len(blobs) + len(children))
+            return
+        held = self.registry_blobs.get(repo.rid, {})
+        known = self.manifests.get(_key(repo), {})
+        missing_blobs = [d for d in blobs if d not in held]
+        missing_manifests = [d for d in children if d not in known]
+        if missing_blobs or missing_manifests:
+            raise ManifestBlobUnknownError(
+                detail={"blobs": missing_blobs, "manifests": missing_manifests}
+            )
+        for digest in blobs:
+            held[digest].touched_at = now
+        for digest in children:
+            known[digest].touched_at = now
+
     def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
         with self._lock:
-            record = self.manifests.get(_key(repo), {}).pop(digest, None)
-            if record is None:
+            if digest not in self.manifests.get(_key(repo), {}):
                 return False
+            self._live(repo)
+            record = self.manifests[_key(repo)].pop(digest)
             tags = self.tags.get(_key(repo), {})
             for name in [t for t, r in tags.items() if r.digest == digest]:
                 del tags[name]
@@ -515,7 +606,10 @@ class MemoryMetadataStore:
 
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
         with self._lock:
-            return self.tags.get(_key(repo), {}).pop(tag, None) is not None
+            if tag not in self.tags.get(_key(repo), {}):
+                return False
+            self._live(repo)
+            return self.tags[_key(repo)].pop(tag, None) is not None
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
         # DynamoDB orders sort keys by their UTF-8 bytes.
@@ -536,6 +630,210 @@ class MemoryMetadataStore:
         with self._lock:
             entries = self.referrers.get(_key(repo), {})
             return [_copy_manifest(entries[k]) for k in sorted(entries) if k[0] == subject]
+
+    # ------------------------------------------------------------ garbage collection
+
+    def begin_collection(self, registry: RegistryRecord, collection: Collection) -> None:
+        with self._lock:
+            record = self.registries.get(registry.name)
+            if record is None or record.deleting or record.registry_id != registry.registry_id:
+                raise NameUnknownError(detail={"registry": registry.name})
+            if record.gc_active is not None:
+                raise ConflictError(
+                    f"a garbage collection is already running on {registry.name!r}",
+                    detail={"garbage_collection": record.gc_active},
+                )
+            record.gc_active = collection.uuid
+            record.read_only = collection.mode == GC_READ_ONLY
+            self.collections.setdefault(registry.registry_id, {})[collection.uuid] = replace(
+                collection
+            )
+
+    def get_collection(self, registry_id: str, gc_uuid: str) -> Collection | None:
+        with self._lock:
+            found = self.collections.get(registry_id, {}).get(gc_uuid)
+            return replace(found) if found else None
+
+    def list_collections(self, registry_id: str, after: str | None, limit: int) -> list[Collection]:
+        with self._lock:
+            found = sorted(self.collections.get(registry_id, {}).values(), key=lambda c: c.uuid)
+            found.reverse()
+            return [replace(c) for c in found if after is None or c.uuid < after][:limit]
+
+    # The fields a progress save writes; the deletion counters are only ever added to.
+    _PROGRESS = (
+        "status",
+        "phase",
+        "cursor",
+        "marks_from",
+        "wait_until",
+        "updated_at",
+        "error",
+        "repositories_scanned",
+        "manifests_scanned",
+        "blobs_scanned",
+        "objects_scanned",
+    )
+
+    def save_collection(self, collection: Collection) -> bool:
+        with self._lock:
+            stored = self.collections.get(collection.registry_id, {}).get(collection.uuid)
+            if stored is None or stored.version != collection.version:
+                return False
+            for name in self._PROGRESS:
+                setattr(stored, name, getattr(collection, name))
+            stored.version += 1
+            collection.version = stored.version
+            return True
+
+    def request_cancel(self, registry_id: str, gc_uuid: str) -> Collection | None:
+        with self._lock:
+            stored = self.collections.get(registry_id, {}).get(gc_uuid)
+            if stored is None or not stored.active:
+                return None
+            stored.cancel_requested = True
+            stored.status = GC_CANCELLING
+            stored.version += 1
+            return replace(stored)
+
+    def finish_collection(self, collection: Collection) -> bool:
+        with self._lock:
+            if not self.save_collection(collection):
+                return False
+            registry = self.registries.get(collection.registry_name)
+            if registry is not None and registry.gc_active == collection.uuid:
+                registry.gc_active = None
+                registry.read_only = False
+            return True
+
+    def scan_repository(
+        self, repo: RepositoryName
+    ) -> tuple[dict[str, ManifestRecord], list[TagRecord]]:
+        with self._lock:
+            manifests = {
+                d: _copy_manifest(m) for d, m in self.manifests.get(_key(repo), {}).items()
+            }
+            tags = [_copy_tag(t) for _, t in sorted(self.tags.get(_key(repo), {}).items())]
+            return manifests, tags
+
+    def gc_delete_tag(self, repo: RepositoryName, tag: str, digest: str) -> bool:
+        with self._lock:
+            tags = self.tags.get(_key(repo), {})
+            if tag not in tags or tags[tag].digest != digest:
+                return False
+            del tags[tag]
+            return True
+
+    def gc_delete_manifest(
+        self,
+        repo: RepositoryName,
+        record: ManifestRecord,
+        gc_uuid: str,
+        touched_before: datetime | None,
+    ) -> bool:
+        with self._lock:
+            stored = self.manifests.get(_key(repo), {}).get(record.digest)
+            if stored is None or stored.revision != record.revision:
+                return False
+            if touched_before is not None and (
+                stored.touched_at is not None and stored.touched_at >= touched_before
+            ):
+                return False
+            if any(t.digest == record.digest for t in self.tags.get(_key(repo), {}).values()):
+                return False
+            del self.manifests[_key(repo)][record.digest]
+            if stored.subject is not None:
+                self.referrers.get(_key(repo), {}).pop((stored.subject, record.digest), None)
+            self._count(repo.rid, gc_uuid, manifests_deleted=1)
+            return True
+
+    def _count(self, registry_id: str, gc_uuid: str, **added: int) -> None:
+        collection = self.collections.get(registry_id, {}).get(gc_uuid)
+        if collection is not None:
+            for name, value in added.items():
+                setattr(collection, name, getattr(collection, name) + value)
+
+    def mark_blobs(self, gc_uuid: str, digests: Iterable[str]) -> None:
+        with self._lock:
+            self.marks.setdefault(gc_uuid, set()).update(digests)
+
+    def marked_blobs(self, gc_uuid: str, first: str, last: str) -> set[str]:
+        with self._lock:
+            return {d for d in self.marks.get(gc_uuid, set()) if first <= d <= last}
+
+    def list_registry_blobs(
+        self, registry_id: str, after: str | None, limit: int
+    ) -> list[BlobRecord]:
+        with self._lock:
+            blobs = self.registry_blobs.get(registry_id, {})
+            return [replace(blobs[d]) for d in sorted(blobs) if after is None or d > after][:limit]
+
+    def gc_delete_blob(
+        self,
+        registry_name: str,
+        registry_id: str,
+        blob: BlobRecord,
+        gc_uuid: str,
+        created_before: datetime | None,
+        touched_before: datetime | None,
+    ) -> bool:
+        with self._lock:
+            registry = self.registries.get(registry_name)
+            stored = self.registry_blobs.get(registry_id, {}).get(blob.digest)
+            if registry is None or registry.registry_id != registry_id or stored is None:
+                return False
+            if stored.key != blob.key:
+                return False
+            if created_before is not None and (
+                stored.created_at is None or stored.created_at >= created_before
+            ):
+                return False
+            if touched_before is not None and (
+                stored.touched_at is not None and stored.touched_at >= touched_before
+            ):
+                return False
+            del self.registry_blobs[registry_id][blob.digest]
+            registry.storage_bytes -= stored.size
+            registry.storage_updated_at = datetime.now(UTC)
+            self._count(registry_id, gc_uuid, blobs_deleted=1, freed_bytes=stored.size)
+            return True
+
+    def list_links(self, repo: RepositoryName, after: str | None, limit: int) -> list[BlobRecord]:
+        with self._lock:
+            links = self.links.get(_key(repo), {})
+            return [replace(links[d]) for d in sorted(links) if after is None or d > after][:limit]
+
+    def missing_blobs(self, registry_id: str, digests: Sequence[str]) -> set[str]:
+        with self._lock:
+            held = self.registry_blobs.get(registry_id, {})
+            return {d for d in digests if d not in held}
+
+    def gc_delete_link(self, repo: RepositoryName, link: BlobRecord) -> bool:
+        with self._lock:
+            links = self.links.get(_key(repo), {})
+            current = links.get(link.digest)
+            if current is None or current.key != link.key:
+                return False
+            del links[link.digest]
+            return True
+
+    def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:
+        from chalicelib.registry.service import stored_key
+
+        with self._lock:
+            named = {
+                stored_key(registry_id, b)
+                for b in self.registry_blobs.get(registry_id, {}).values()
+            }
+            return {k for k in keys if k in named}
+
+    def live_uploads(self, upload_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {u for u in upload_ids if u in self.uploads}
+
+    def count_orphans_deleted(self, registry_id: str, gc_uuid: str, count: int) -> None:
+        with self._lock:
+            self._count(registry_id, gc_uuid, objects_deleted=count)
 
     # ------------------------------------------------------------ uploads
 
@@ -590,3 +888,50 @@ class MemoryMetadataStore:
             ]
             expired.sort(key=lambda s: (s.expires_at or now, s.upload_id))
             return [_copy_session(s) for s in expired[:limit]]
+
+    # ------------------------------------------------------------ settings (registry.rules)
+
+    def update_registry_settings(
+        self,
+        name: str,
+        registry_id: str,
+        settings: RegistrySettings,
+        expected_version: int,
+        now: datetime,
+    ) -> RegistryRecord:
+        with self._lock:
+            record = self.registries.get(name)
+            if record is None or record.deleting or record.registry_id != registry_id:
+                raise NameUnknownError(f"registry {name!r} not found", detail={"registry": name})
+            if record.suspended:
+                raise AccountSuspendedError(record.account_id)
+            if record.settings_version != expected_version:
+                raise ConflictError(
+                    f"the settings of registry {name!r} were changed by another request; "
+                    "read them again"
+                )
+            record.settings = settings
+            record.settings_version = expected_version + 1
+            if settings.gc_schedule is not None:
+                self.schedules[registry_id] = (name, settings.gc_schedule.next_run_after(now))
+            else:
+                self.schedules.pop(registry_id, None)
+            return replace(record)
+
+    def due_collection_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
+        with self._lock:
+            due = sorted((at, rid, name) for rid, (name, at) in self.schedules.items() if at <= now)
+            return [DueSchedule(name, rid, at) for at, rid, name in due[:limit]]
+
+    def advance_collection_schedule(
+        self, registry_id: str, expected_next_run_at: datetime, next_run_at: datetime | None
+    ) -> bool:
+        with self._lock:
+            entry = self.schedules.get(registry_id)
+            if entry is None or entry[1] != expected_next_run_at:
+                return False
+            if next_run_at is None:
+                del self.schedules[registry_id]
+            else:
+                self.schedules[registry_id] = (entry[0], next_run_at)
+            return True

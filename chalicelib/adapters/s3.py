@@ -10,6 +10,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from chalicelib.registry.records import PendingMultipart, StoredObject
+
 STREAM_CHUNK = 1024 * 1024
 
 
@@ -109,6 +111,25 @@ class S3BlobStore:
             deleted += len(keys)
         listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         return not listing.get("Contents")
+
+    def list_objects(self, prefix: str, start_after: str | None, limit: int) -> list[StoredObject]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        response = self.client.list_objects_v2(**kwargs)
+        return [
+            StoredObject(o["Key"], int(o["Size"]), o["LastModified"])
+            for o in response.get("Contents", [])
+        ]
+
+    def list_multipart_uploads(self, prefix: str, limit: int) -> list[PendingMultipart]:
+        response = self.client.list_multipart_uploads(
+            Bucket=self.bucket, Prefix=prefix, MaxUploads=limit
+        )
+        return [
+            PendingMultipart(u["Key"], u["UploadId"], u["Initiated"])
+            for u in response.get("Uploads", [])
+        ]
 
     def create_bucket(self) -> None:
         try:

@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from chalicelib.api.accounts import ACCOUNT_ROUTES
+from chalicelib.api.collections import COLLECTION_ROUTES
+from chalicelib.api.policies import POLICY_ROUTES
 from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.routing import Route, match_route, route
 from chalicelib.http.telemetry import logger, record_request
@@ -22,6 +24,7 @@ from chalicelib.registry.errors import (
     RegistryError,
     UnauthorizedError,
 )
+from chalicelib.registry.gc import GarbageCollector
 from chalicelib.registry.management import ManagementService, Page
 from chalicelib.registry.names import is_decimal
 
@@ -76,8 +79,10 @@ class ManagementApi:
         service: ManagementService,
         registry_host: str | None = None,
         accounts: AccountService | None = None,
+        collector: GarbageCollector | None = None,
     ) -> None:
         self.accounts = accounts  # the operator's /api/v1/accounts (api/accounts.py)
+        self.collector = collector  # garbage collections (api/collections.py)
         self.service = service
         # host[:port] written into docker config.json files; the request's Host by default.
         self.registry_host = registry_host
@@ -294,4 +299,6 @@ ROUTES: tuple[Route[Handler], ...] = (
     route(r"^/api/v1/tokens/?$", GET=A.list_tokens, POST=A.create_token),
     route(r"^/api/v1/tokens/(?P<token_id>[^/]+)$", DELETE=A.revoke_token),
     *ACCOUNT_ROUTES,
+    *COLLECTION_ROUTES,  # garbage collections (api/collections.py)
+    *POLICY_ROUTES,  # retention, immutability, GC schedule (api/policies.py)
 )

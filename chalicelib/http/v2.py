@@ -25,6 +25,7 @@ from chalicelib.registry.digests import is_digest
 from chalicelib.registry.errors import (
     BlobUploadInvalidError,
     BlobUploadUnknownError,
+    GarbageCollectionRunningError,
     ManifestTooBigError,
     ManifestUnknownError,
     NameUnknownError,
@@ -152,6 +153,7 @@ class V2Api:
                 error.headers["WWW-Authenticate"] = self._challenge(request, scope, "invalid_token")
                 raise
             if not grant.allows(repo, action):
+                self._refuse_if_collecting(grant, repo, action)
                 # Also the answer for registries the token cannot see: no existence leak.
                 raise UnauthorizedError(
                     f"the token does not grant {action.value} on {repo}",
@@ -162,6 +164,22 @@ class V2Api:
                 )
             return grant.bind(repo)
         return self.auth.authorize(self._api_token(value), repo, action)
+
+    def _refuse_if_collecting(
+        self, grant: AccessGrant, repo: RepositoryName, action: Action
+    ) -> None:
+        """A token without write scope on a registry in read-only garbage collection was
+        issued so on purpose: say why (docker prints the message) rather than send the
+        client to ask for a token again."""
+        if action is Action.PULL or repo.registry not in grant.registry_ids:
+            return
+        record = self.service.store.get_registry(repo.registry)
+        if (
+            record is not None
+            and record.read_only
+            and record.registry_id == grant.registry_ids[repo.registry]
+        ):
+            raise GarbageCollectionRunningError(record.name, record.gc_active)
 
     def _base(self, request: HttpRequest) -> str:
         return self.public_url or request.base_url
@@ -390,7 +408,12 @@ class V2Api:
         repo = self._authorize(request, params["name"], Action.PUSH)
         body = _read_limited(request, MAX_MANIFEST_BYTES, ManifestTooBigError, "manifest")
         parsed = self.service.put_manifest(
-            repo, params["reference"], body, request.header("content-type")
+            repo,
+            params["reference"],
+            body,
+            request.header("content-type"),
+            # Tag immutability rules, from the cache: the push is conditional on their version.
+            registry=self.auth.cached_registry(repo.registry),
         )
         headers = {
             "Location": f"{self._base(request)}/v2/{repo}/manifests/{parsed.digest}",

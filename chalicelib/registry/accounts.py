@@ -27,8 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from .auth import SCOPES, Authenticator, Principal, hash_token, new_token_secret, utcnow
-from .errors import BadRequestError, ConflictError, DeniedError, UnprocessableError
-from .management import CreatedToken, Listing, NotFoundError, Page, iso, next_page_token
+from .errors import BadRequestError, ConflictError, DeniedError, NotFoundError, UnprocessableError
+from .management import CreatedToken, Listing, Page, iso, next_page_token
 from .ports import AccountStore, MetadataStore
 from .records import (
     ACCOUNT_ACTIVE,

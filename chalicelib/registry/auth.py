@@ -113,6 +113,11 @@ class Authenticator:
         self._registries[name] = (now + self._registry_ttl, record)
         return record
 
+    def cached_registry(self, name: str) -> RegistryRecord | None:
+        """The registry's record as the request path sees it (cached for ``registry_ttl``):
+        writes that rely on it are conditional on what it says (its settings_version)."""
+        return self._registry(name)
+
     def forget_registry(self, name: str) -> None:
         """Drop a cached registry record (this process changed it)."""
         self._registries.pop(name, None)
@@ -324,6 +329,9 @@ class RegistryTokens:
                 detail={"registries": len(registries), "limit": MAX_SCOPE_REGISTRIES},
             )
         visible: dict[str, str | None] = {}  # registry name -> id, None if not visible
+        # Registries a read-only garbage collection runs on: no write scope for them (their
+        # writes would be refused anyway; see registry.gc).
+        read_only: set[str] = set()
         repositories: dict[str, frozenset[str]] = {}
         catalog = False
         for scope in scopes:
@@ -340,7 +348,14 @@ class RegistryTokens:
             if repo.registry not in visible:
                 try:
                     record = authorizer.require_registry(principal, repo)
+                    if record.read_only:
+                        # A cached record may outlive the collection: writes would be
+                        # refused for the cache's lifetime after it ended. Read it again.
+                        authorizer.forget_registry(repo.registry)
+                        record = authorizer.require_registry(principal, repo)
                     visible[repo.registry] = record.registry_id
+                    if record.read_only:
+                        read_only.add(repo.registry)
                 except NameUnknownError:
                     visible[repo.registry] = None
             if visible[repo.registry] is None:
@@ -348,7 +363,9 @@ class RegistryTokens:
             allowed = {
                 action.value
                 for action in (Action.PULL, Action.PUSH, Action.DELETE)
-                if action.value in wanted and principal.may(action)
+                if action.value in wanted
+                and principal.may(action)
+                and (action is Action.PULL or repo.registry not in read_only)
             }
             repositories[str(repo)] = frozenset(allowed) | repositories.get(str(repo), frozenset())
         return AccessGrant(

@@ -154,6 +154,10 @@ class RequestTooLargeError(RegistryError):
     code = "BAD_REQUEST"
 
 
+class NotFoundError(RegistryError):
+    code = "NOT_FOUND"
+
+
 class ConflictError(RegistryError):
     code = "CONFLICT"
 
@@ -176,3 +180,35 @@ class AccountSuspendedError(DeniedError):
             f"account {account_id!r} is suspended: contact the operator of this registry",
             detail={"account": account_id},
         )
+
+
+class GarbageCollectionRunningError(DeniedError):
+    """A write into a registry while a read-only garbage collection runs on it."""
+
+    def __init__(self, registry: str, gc_uuid: str | None = None) -> None:
+        super().__init__(
+            f"registry {registry!r} is read-only: a garbage collection is running; "
+            "try again when it ends",
+            detail={"registry": registry, "garbage_collection": gc_uuid},
+        )
+
+
+class CollectionBusyError(DeniedError):
+    """A manifest too big to fence in one transaction, pushed during an online collection."""
+
+    def __init__(self, registry: str, references: int) -> None:
+        super().__init__(
+            f"a manifest referencing {references} blobs and manifests cannot be pushed to "
+            f"{registry!r} while a garbage collection runs on it; try again when it ends",
+            detail={"registry": registry, "references": references},
+        )
+
+
+class TagImmutableError(DeniedError):
+    """Moving or deleting a tag that a registry's immutability rule protects (the message
+    names the rule: registry.policies.immutable_message)."""
+
+
+class SettingsChangedError(ConcurrentWriteError):
+    """A write conditional on the registry's ``settings_version`` found another version:
+    the rules it relied on (a cached copy) changed. Re-read the registry and retry once."""

@@ -28,14 +28,17 @@ from .errors import (
     DeniedError,
     ManifestUnknownError,
     NameUnknownError,
+    NotFoundError,
     RegistryError,
     UnprocessableError,
 )
 from .manifests import INDEX_TYPES, parse_manifest
 from .names import RepositoryName, is_decimal, is_valid_registry_name, validate_tag
 from .plans import TIERS, Tier
+from .policies import BodyChildren, RetentionReport, RetentionService
 from .ports import BlobStore, MetadataStore
 from .records import ManifestRecord, RegistryRecord, TagRecord, TokenRecord
+from .rules import RegistrySettings
 from .service import RegistryService
 
 # Names the API's own paths use next to /registries/{name}.
@@ -46,10 +49,6 @@ MAX_PAGE = 200
 # hundred characters), so a longer one is not ours.
 MAX_PAGE_TOKEN = 2048
 EPOCH = datetime.fromtimestamp(0, UTC)  # stored times are timezone-aware
-
-
-class NotFoundError(RegistryError):
-    code = "NOT_FOUND"
 
 
 @dataclass(frozen=True)
@@ -359,6 +358,7 @@ class ManagementService:
     def delete_repository(self, principal: Principal, registry: str, repository: str) -> None:
         self._require_write(principal)
         repo = self._repo(principal, registry, repository)
+        self.registry.refuse_immutable_repository(repo)  # its immutable tags would go too
         if not self.store.delete_repository(repo):
             raise NotFoundError(f"repository {repository!r} not found in {registry!r}")
 
@@ -395,8 +395,10 @@ class ManagementService:
             validate_tag(tag)
         except RegistryError as exc:
             raise NotFoundError(f"tag {tag!r} not found") from exc
-        if not self.store.delete_tag(repo, tag):
-            raise NotFoundError(f"tag {tag!r} not found in {repo}")
+        try:  # through the service: it refuses tags an immutability rule protects
+            self.registry.delete_manifest(repo, tag)
+        except ManifestUnknownError as exc:
+            raise NotFoundError(f"tag {tag!r} not found in {repo}") from exc
 
     def list_manifests(
         self, principal: Principal, registry: str, repository: str, page: Page
@@ -424,6 +426,45 @@ class ManagementService:
             self.registry.delete_manifest(repo, parsed)
         except ManifestUnknownError as exc:
             raise NotFoundError(f"manifest {digest} not found in {repo}") from exc
+
+    # ------------------------------------------------------------------ settings
+
+    # Retention rules, tag immutability rules and the GC schedule (registry.policies; the
+    # routes are api/policies.py). Anyone who may see the registry reads them; changing
+    # them needs ``admin``; applying retention (it deletes) needs ``push`` or ``admin``.
+
+    def get_settings(self, principal: Principal, name: str) -> RegistryRecord:
+        return self._visible_registry(principal, name)
+
+    def update_settings(
+        self,
+        principal: Principal,
+        name: str,
+        change: Callable[[RegistrySettings, datetime], RegistrySettings],
+    ) -> RegistryRecord:
+        """Save ``change(current settings, now)``. Conditional on the version it read: a
+        concurrent change of another part of the settings is read again and kept."""
+        self._require_admin(principal)
+        for _ in range(3):
+            record = self._visible_registry(principal, name)
+            now = self._clock()
+            wanted = change(record.settings, now)
+            try:
+                updated = self.store.update_registry_settings(
+                    name, record.registry_id, wanted, record.settings_version, now
+                )
+            except ConflictError:
+                continue
+            self.auth.forget_registry(name)
+            return updated
+        raise ConflictError(f"the settings of {name!r} kept changing; try again")
+
+    def apply_retention(self, principal: Principal, name: str, dry_run: bool) -> RetentionReport:
+        if not dry_run:
+            self._require_write(principal)
+        record = self._visible_registry(principal, name)
+        service = RetentionService(self.store, BodyChildren(self.registry.manifest_body))
+        return service.apply(record, dry_run, self._clock())
 
     # ------------------------------------------------------------------ tokens
 

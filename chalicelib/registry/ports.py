@@ -3,7 +3,7 @@ in memory; the core never imports an AWS library."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -12,12 +12,16 @@ from .records import (
     AccountRecord,
     AuditRecord,
     BlobRecord,
+    Collection,
     ManifestRecord,
+    PendingMultipart,
     RegistryRecord,
+    StoredObject,
     TagRecord,
     TokenRecord,
     UploadSession,
 )
+from .rules import DueSchedule, RegistrySettings
 
 
 class BlobStore(Protocol):
@@ -45,6 +49,14 @@ class BlobStore(Protocol):
     def abort_multipart(self, key: str, multipart_id: str) -> None: ...
     def delete_prefix(self, prefix: str, budget: int) -> bool:
         """Delete up to ``budget`` objects under ``prefix``; True when none are left."""
+        ...
+
+    def list_objects(self, prefix: str, start_after: str | None, limit: int) -> list[StoredObject]:
+        """Up to ``limit`` objects under ``prefix`` in key order, after ``start_after``."""
+        ...
+
+    def list_multipart_uploads(self, prefix: str, limit: int) -> list[PendingMultipart]:
+        """Multipart uploads under ``prefix`` that were neither completed nor aborted."""
         ...
 
 
@@ -143,7 +155,17 @@ class MetadataStore(Protocol):
         tag: str | None,
         create_repository: bool,
         now: datetime,
-    ) -> None: ...
+        tag_immutable: bool = False,
+        settings_version: int | None = None,
+    ) -> None:
+        """Manifest, tag, referrer entry and (first push) repository, at once. Every blob
+        record and child manifest it references must exist and is touched (their
+        ``touched_at``, which online garbage collection's deletions are conditional on):
+        ManifestBlobUnknownError if one is gone. ``tag_immutable``: the tag may not move
+        to another digest (TagImmutableError). ``settings_version``: the registry's rules
+        are still at that version (SettingsChangedError otherwise)."""
+        ...
+
     def delete_manifest(self, repo: RepositoryName, digest: str) -> bool: ...
     def delete_tag(self, repo: RepositoryName, tag: str) -> bool: ...
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]: ...
@@ -175,6 +197,36 @@ class MetadataStore(Protocol):
 
     def list_expired_uploads(self, now: datetime, limit: int) -> list[UploadSession]: ...
 
+    # settings: retention, immutability, GC schedule (registry.rules, registry.policies)
+    def update_registry_settings(
+        self,
+        name: str,
+        registry_id: str,
+        settings: RegistrySettings,
+        expected_version: int,
+        now: datetime,
+    ) -> RegistryRecord:
+        """Replace the registry's settings if the name still names the live incarnation
+        ``registry_id`` (NameUnknownError otherwise) and its ``settings_version`` is still
+        ``expected_version`` (ConflictError otherwise: a concurrent change won); bumps the
+        version. In the same write, the registry's entry in the schedule index is set to
+        the schedule's next run after ``now`` (or removed without a schedule). Returns
+        the updated record."""
+        ...
+
+    def due_collection_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
+        """Scheduled collections whose next run is at or before ``now``, earliest first
+        (an index query, never a scan). Entries may outlive their registry: check it."""
+        ...
+
+    def advance_collection_schedule(
+        self, registry_id: str, expected_next_run_at: datetime, next_run_at: datetime | None
+    ) -> bool:
+        """Move the schedule entry's next run to ``next_run_at`` (None: remove the entry)
+        if it is still at ``expected_next_run_at``; False if it changed meanwhile (the
+        settings were saved again) or is gone."""
+        ...
+
 
 class AccountStore(Protocol):
     """Tenant accounts and the operator's audit trail (registry.accounts). The account
@@ -203,3 +255,122 @@ class AccountStore(Protocol):
     def list_audit(self, account_id: str, after: str | None, limit: int) -> list[AuditRecord]:
         """The account's trail, oldest first, after the ``AuditRecord.sort_key`` ``after``."""
         ...
+
+
+class CollectionEngine(Protocol):
+    """Drives a garbage collection's steps (AWS Step Functions; the local runtime runs the
+    same state machine itself)."""
+
+    def start(self, registry_id: str, gc_uuid: str) -> None: ...
+
+
+class CollectionStore(Protocol):
+    """What garbage collection (registry.gc) needs of the metadata, beyond MetadataStore.
+
+    Reads here are strongly consistent: a collection must see every write that committed
+    before it read. Deletions are conditional on what the collection read (a revision, a
+    key) and, in online mode, on nothing having touched the item since the collection
+    began, so that a concurrent push either sees the item or makes the deletion fail."""
+
+    # the collection's own record
+    def begin_collection(self, registry: RegistryRecord, collection: Collection) -> None:
+        """Record ``collection`` as the registry's active one (and make the registry
+        read-only if its mode says so), if the registry is live and has none active:
+        ConflictError if it has one, NameUnknownError if it is gone."""
+        ...
+
+    def get_collection(self, registry_id: str, gc_uuid: str) -> Collection | None: ...
+    def list_collections(self, registry_id: str, after: str | None, limit: int) -> list[Collection]:
+        """Newest first, after the uuid ``after``."""
+        ...
+
+    def save_collection(self, collection: Collection) -> bool:
+        """Save status, phase, cursor, scan counters and error if the stored version is
+        ``collection.version`` (then bump it, here and there); False if it moved on (a
+        cancel). The deletion counters are not written here (see the deletions)."""
+        ...
+
+    def request_cancel(self, registry_id: str, gc_uuid: str) -> Collection | None:
+        """Flag an active collection for cancelling (status ``cancelling``, version
+        bumped); None if there is no such active collection."""
+        ...
+
+    def finish_collection(self, collection: Collection) -> bool:
+        """Save the final status (conditional on the version) and, if the registry still
+        names this collection as active, clear that and its read-only flag."""
+        ...
+
+    # scanning
+    def scan_repository(
+        self, repo: RepositoryName
+    ) -> tuple[dict[str, ManifestRecord], list[TagRecord]]:
+        """Every manifest (with revision and touched_at) and tag of the repository."""
+        ...
+
+    def gc_delete_tag(self, repo: RepositoryName, tag: str, digest: str) -> bool:
+        """Delete the tag if it still names ``digest`` (retention; read-only or not)."""
+        ...
+
+    def gc_delete_manifest(
+        self,
+        repo: RepositoryName,
+        record: ManifestRecord,
+        gc_uuid: str,
+        touched_before: datetime | None,
+    ) -> bool:
+        """Delete an untagged manifest (and its referrer entry) if it is still the
+        revision read, no tag names it, and (online) no push touched it since
+        ``touched_before``; count it on the collection. False if any of that failed."""
+        ...
+
+    def mark_blobs(self, gc_uuid: str, digests: Iterable[str]) -> None:
+        """Remember that ``digests`` are referenced by a kept manifest (idempotent)."""
+        ...
+
+    def marked_blobs(self, gc_uuid: str, first: str, last: str) -> set[str]:
+        """The marked digests from ``first`` to ``last`` inclusive."""
+        ...
+
+    # sweeping
+    def list_registry_blobs(
+        self, registry_id: str, after: str | None, limit: int
+    ) -> list[BlobRecord]:
+        """The registry's blob records in digest order, after ``after``."""
+        ...
+
+    def gc_delete_blob(
+        self,
+        registry_name: str,
+        registry_id: str,
+        blob: BlobRecord,
+        gc_uuid: str,
+        created_before: datetime | None,
+        touched_before: datetime | None,
+    ) -> bool:
+        """Delete the blob record (with the index entry of its key) if it still names
+        ``blob.key``, was created before ``created_before`` and not touched since
+        ``touched_before`` (online mode; None: no such condition), take its size off the
+        registry's storage and count it on the collection, all at once. Links to it are
+        left for ``gc_delete_link``; its bytes for the caller."""
+        ...
+
+    def list_links(
+        self, repo: RepositoryName, after: str | None, limit: int
+    ) -> list[BlobRecord]: ...
+    def missing_blobs(self, registry_id: str, digests: Sequence[str]) -> set[str]:
+        """Those of ``digests`` the registry holds no record of."""
+        ...
+
+    def gc_delete_link(self, repo: RepositoryName, link: BlobRecord) -> bool:
+        """Delete a link if it still names ``link.key`` (not re-linked to a new upload)."""
+        ...
+
+    def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` that a blob record of the registry names."""
+        ...
+
+    def live_uploads(self, upload_ids: Sequence[str]) -> set[str]:
+        """Those of ``upload_ids`` whose session still exists."""
+        ...
+
+    def count_orphans_deleted(self, registry_id: str, gc_uuid: str, count: int) -> None: ...

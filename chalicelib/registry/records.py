@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+# Retention, immutability and schedule settings are data of the registry record; rules.py
+# imports nothing of this module at import time, so this is no cycle.
+from .rules import RegistrySettings
+
 if TYPE_CHECKING:
     from .names import RepositoryName
 
@@ -36,6 +40,14 @@ class RegistryRecord:
     # A copy of its account's suspension (registry.accounts): every write into the registry
     # is conditional on this record, so refusing writes costs no extra read.
     suspended: bool = False
+    # The uuid of the garbage collection running on the registry (one at a time); while a
+    # read-only one runs, ``read_only`` is set and every write's condition refuses it.
+    gc_active: str | None = None
+    # Retention rules, tag immutability rules, GC schedule (registry.rules); every change
+    # bumps ``settings_version``, and a push that relied on a cached copy of the rules is
+    # conditional on the version it saw (MetadataStore.put_manifest).
+    settings: RegistrySettings = field(default_factory=RegistrySettings)
+    settings_version: int = 0
 
 
 @dataclass
@@ -61,6 +73,9 @@ class BlobRecord:
     # The S3 key of the bytes, where their upload wrote them (committing copies nothing).
     # None for blobs stored under their content address (``service.blob_key``).
     key: str | None = None
+    # Last time a push referenced the blob (a manifest naming it, a mount, a re-upload):
+    # an online garbage collection keeps what was touched after it began (registry.gc).
+    touched_at: datetime | None = None
 
 
 @dataclass
@@ -81,6 +96,8 @@ class ManifestRecord:
     blobs_size: int = 0
     # Changes on every push of the manifest (see MetadataStore.delete_manifest).
     revision: str | None = None
+    # Last time an index pushed after it named it as a child (see BlobRecord.touched_at).
+    touched_at: datetime | None = None
 
 
 @dataclass
@@ -180,3 +197,104 @@ class AuditRecord:
     def sort_key(self) -> str:
         """Oldest first; what the stores order an account's trail by and page after."""
         return f"{self.at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{self.audit_id}"
+
+
+GC_REQUESTED = "requested"
+GC_WAITING = "waiting for write JWTs to expire"
+GC_SCANNING = "scanning manifests"
+GC_DELETING = "deleting unreferenced blobs"
+GC_CANCELLING = "cancelling"
+GC_FAILED = "failed"
+GC_SUCCEEDED = "succeeded"
+GC_CANCELLED = "cancelled"
+GC_FINAL_STATUSES = frozenset({GC_FAILED, GC_SUCCEEDED, GC_CANCELLED})
+
+GC_UNTAGGED_MANIFESTS = "untagged manifests only"
+GC_UNREFERENCED_BLOBS = "unreferenced blobs only"
+GC_BOTH = "untagged manifests and unreferenced blobs"
+GC_TYPES = (GC_UNTAGGED_MANIFESTS, GC_UNREFERENCED_BLOBS, GC_BOTH)
+GC_READ_ONLY = "read-only"
+GC_ONLINE = "online"
+GC_MODES = (GC_READ_ONLY, GC_ONLINE)
+
+
+def new_collection_id(now: datetime) -> str:
+    """A UUID (version 7 layout) whose first 48 bits are the creation time in milliseconds,
+    so that a registry's collections sort by age under their ids."""
+    millis = int(now.timestamp() * 1000) & ((1 << 48) - 1)
+    rest = uuid.uuid4().int & ((1 << 74) - 1)
+    value = (
+        (millis << 80)
+        | (0x7 << 76)
+        | ((rest >> 62) << 64)
+        | (0b10 << 62)
+        | (rest & ((1 << 62) - 1))
+    )
+    return str(uuid.UUID(int=value))
+
+
+@dataclass
+class Collection:
+    """One garbage collection of one registry incarnation (registry.gc).
+
+    ``phase`` and ``cursor`` say where the work is, so that any step can be re-run after a
+    crash; ``version`` makes progress saves conditional (a cancel bumps it). The deletion
+    counters are only ever added to, in the same DynamoDB transaction as each deletion, so
+    they stay exact whatever is re-run."""
+
+    uuid: str
+    registry_name: str
+    registry_id: str
+    status: str
+    type: str
+    mode: str
+    created_at: datetime
+    updated_at: datetime
+    trigger: str = "api"
+    blobs_deleted: int = 0
+    manifests_deleted: int = 0
+    freed_bytes: int = 0
+    objects_deleted: int = 0
+    repositories_scanned: int = 0
+    manifests_scanned: int = 0
+    blobs_scanned: int = 0
+    objects_scanned: int = 0
+    error: str | None = None
+    phase: str = "begin"
+    cursor: str | None = None
+    # When scanning began (the mark phase's time): online deletions keep whatever a push
+    # touched after it (see registry.gc).
+    marks_from: datetime | None = None
+    wait_until: datetime | None = None
+    cancel_requested: bool = False
+    version: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status not in GC_FINAL_STATUSES
+
+    @property
+    def deletes_manifests(self) -> bool:
+        return self.type in (GC_UNTAGGED_MANIFESTS, GC_BOTH)
+
+    @property
+    def deletes_blobs(self) -> bool:
+        return self.type in (GC_UNREFERENCED_BLOBS, GC_BOTH)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object a BlobStore listing found."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
+@dataclass(frozen=True)
+class PendingMultipart:
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    key: str
+    multipart_id: str
+    initiated: datetime

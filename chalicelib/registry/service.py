@@ -48,10 +48,13 @@ from .errors import (
     NameUnknownError,
     RangeInvalidError,
     RegistryError,
+    SettingsChangedError,
     SizeInvalidError,
+    TagImmutableError,
 )
 from .manifests import Descriptor, ParsedManifest, parse_manifest
 from .names import RepositoryName, is_decimal, validate_tag
+from .policies import immutable_message
 from .ports import BlobStore, MetadataStore
 from .records import (
     BlobRecord,
@@ -61,6 +64,7 @@ from .records import (
     UploadPart,
     UploadSession,
 )
+from .rules import RegistrySettings
 
 READ_SIZE = 1024 * 1024
 # Keys, attribute names, numbers, dates and the repository's name in a manifest item.
@@ -612,8 +616,16 @@ class RegistryService:
         return self.blobs.get_object(manifest_key(repo.rid, Digest.parse(record.digest)))
 
     def put_manifest(
-        self, repo: RepositoryName, reference: str, body: bytes, content_type: str | None
+        self,
+        repo: RepositoryName,
+        reference: str,
+        body: bytes,
+        content_type: str | None,
+        registry: RegistryRecord | None = None,
     ) -> ParsedManifest:
+        """``registry`` is the registry's record as the caller has it (maybe cached): its
+        immutability rules decide whether the tag may move, and the push is conditional
+        on their version; without it, the record is read."""
         tag: str | None = None
         wanted: Digest | None = None
         if is_digest(reference):
@@ -686,18 +698,107 @@ class RegistryService:
             created_at=self._clock(),
             revision=uuid.uuid4().hex,
         )
-        self.store.put_manifest(
-            repo, record, tag, create_repository=not refs.repository_exists, now=self._clock()
-        )
+        self._save_manifest(repo, record, tag, not refs.repository_exists, registry)
         return parsed
 
+    def _save_manifest(
+        self,
+        repo: RepositoryName,
+        record: ManifestRecord,
+        tag: str | None,
+        create_repository: bool,
+        registry: RegistryRecord | None,
+    ) -> None:
+        """Save under the registry's tag immutability rules. The rules may come from a
+        cached record: the save is conditional on their version, and when they changed it
+        reads them again and tries once more (registry.policies)."""
+        for attempt in (1, 2):
+            if registry is None or registry.registry_id != repo.rid:
+                registry = self.store.get_registry(repo.registry)
+            rule = (
+                registry.settings.immutable_rule(repo.repository, tag)
+                if registry is not None and tag is not None
+                else None
+            )
+            try:
+                self.store.put_manifest(
+                    repo,
+                    record,
+                    tag,
+                    create_repository=create_repository,
+                    now=self._clock(),
+                    tag_immutable=rule is not None,
+                    settings_version=registry.settings_version if registry is not None else None,
+                )
+            except SettingsChangedError:
+                if attempt == 2:
+                    raise
+                registry = None  # the cached rules are stale: read them again
+                continue
+            except TagImmutableError as exc:
+                assert rule is not None and tag is not None
+                raise TagImmutableError(
+                    immutable_message(repo, tag, *rule),
+                    detail={"tag": tag, "digest": record.digest},
+                ) from exc
+            return
+
     def delete_manifest(self, repo: RepositoryName, reference: str) -> None:
+        """Delete a manifest (with its tags) or one tag, unless an immutability rule
+        protects the tag, or a tag naming the manifest: DENIED, naming the rule. The rules
+        are read fresh (deletes are rare; a cached copy could be minutes old)."""
+        registry = self.store.get_registry(repo.registry)
+        settings = registry.settings if registry is not None else None
         if is_digest(reference):
             digest = str(Digest.parse(reference))
+            if settings is not None:
+                self._refuse_immutable_digest(repo, digest, settings)
             if not self.store.delete_manifest(repo, digest):
                 raise ManifestUnknownError(detail={"digest": digest})
-        elif not self.store.delete_tag(repo, validate_tag(reference)):
+            return
+        tag = validate_tag(reference)
+        rule = settings.immutable_rule(repo.repository, tag) if settings is not None else None
+        if rule is not None and self.store.get_tag(repo, tag) is not None:
+            raise TagImmutableError(immutable_message(repo, tag, *rule), detail={"tag": tag})
+        if not self.store.delete_tag(repo, tag):
             raise ManifestUnknownError(detail={"tag": reference})
+
+    def refuse_immutable_repository(self, repo: RepositoryName) -> None:
+        """DENIED if the repository holds a tag an immutability rule protects (deleting
+        the repository would delete it). Reads the rules fresh."""
+        registry = self.store.get_registry(repo.registry)
+        if registry is not None:
+            self._refuse_immutable_tags(repo, registry.settings, None)
+
+    def _refuse_immutable_digest(
+        self, repo: RepositoryName, digest: str, settings: RegistrySettings
+    ) -> None:
+        self._refuse_immutable_tags(repo, settings, digest)
+
+    def _refuse_immutable_tags(
+        self, repo: RepositoryName, settings: RegistrySettings, digest: str | None
+    ) -> None:
+        """DENIED if a tag an immutability rule protects names ``digest`` (deleting the
+        manifest would delete the tag), or with no digest, if there is any such tag.
+        Lists the tags only when a rule covers the repository at all."""
+        if not any(r.matches_repository(repo.repository) for r in settings.immutability_rules):
+            return
+        after: str | None = None
+        while True:
+            tags = self.store.list_tags(repo, after, 1000)
+            for t in tags:
+                if digest is not None and t.digest != digest:
+                    continue
+                rule = settings.immutable_rule(repo.repository, t.tag)
+                if rule is not None:
+                    holder = f"manifest {digest} is" if digest else f"repository {repo} is"
+                    raise TagImmutableError(
+                        f"{holder} tagged {t.tag}: " + immutable_message(repo, t.tag, *rule),
+                        detail={"tag": t.tag, "digest": t.digest},
+                    )
+            if len(tags) < 1000:
+                return
+            after = tags[-1].tag
 
     # ------------------------------------------------------------------ discovery
 

@@ -8,7 +8,9 @@ from typing import Any
 import click
 
 from portside.cli.context import CliState, confirm, force_option, global_options, pass_state
+from portside.cli.gc import gc
 from portside.cli.output import dollars, human_size, human_time, yes_no
+from portside.cli.policies import immutability, retention
 from portside.clientlib import ApiClient, ApiError, ClientError
 from portside.clientlib.api import JSON
 
@@ -23,6 +25,11 @@ REASON_TEXT = {
 @click.group()
 def registry() -> None:
     """Create, inspect and delete registries; plans and subscriptions."""
+
+
+registry.add_command(gc)  # with `gc schedule` from portside.cli.policies
+registry.add_command(retention)
+registry.add_command(immutability)
 
 
 def _of_limit(count: Any, included: Any) -> str:

@@ -227,6 +227,97 @@ class ApiClient:
         self.request("DELETE", path)
 
     # ----------------------------------------------------------------------------------
+    # garbage collection
+
+    def garbage_collection_path(self, registry: str) -> str:
+        """The registry's active collection (POST starts one, GET reads it)."""
+        return f"{self.registry_path(registry)}/garbage-collection"
+
+    def garbage_collections_path(self, registry: str) -> str:
+        """The registry's collections, newest first (paginated)."""
+        return f"{self.registry_path(registry)}/garbage-collections"
+
+    def start_garbage_collection(
+        self, registry: str, gc_type: str | None = None, mode: str | None = None
+    ) -> JSON:
+        """Start a collection; None leaves the type or mode to the API's default. An active
+        collection makes the API answer 409 (raised as :class:`ApiError`)."""
+        body: JSON = {}
+        if gc_type is not None:
+            body["type"] = gc_type
+        if mode is not None:
+            body["mode"] = mode
+        data = self.request("POST", self.garbage_collection_path(registry), body=body)
+        return _field(data, "garbage_collection", "POST garbage-collection")
+
+    def get_active_garbage_collection(self, registry: str) -> JSON | None:
+        """The active collection, or None when none runs."""
+        path = self.garbage_collection_path(registry)
+        try:
+            data = self._get(path)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # The API answers 404 both for "no active collection" and for a registry that
+            # does not exist (or that the token may not see): a typo must stay an error.
+            self.get_registry(registry)
+            return None
+        return _field(data, "garbage_collection", "GET garbage-collection")
+
+    def list_garbage_collections(
+        self, registry: str, per_page: int | None = None, page_token: str | None = None
+    ) -> Page:
+        """One page of the registry's collections, newest first."""
+        return self.page(
+            self.garbage_collections_path(registry),
+            "garbage_collections",
+            per_page=per_page,
+            page_token=page_token,
+        )
+
+    def cancel_garbage_collection(self, registry: str, uuid: str) -> JSON:
+        """Ask the active collection ``uuid`` to stop (404 if unknown, 409 if it has ended)."""
+        path = f"{self.garbage_collection_path(registry)}/{segment(uuid)}"
+        data = self.request("PUT", path, body={"cancel": True})
+        return _field(data, "garbage_collection", "PUT garbage-collection")
+
+    # ----------------------------------------------------------------------------------
+    # registry settings: retention rules, tag immutability rules, GC schedule
+
+    def get_retention_rules(self, registry: str) -> list[JSON]:
+        return _rules(self._get(f"{self.registry_path(registry)}/retention-rules"), "GET")
+
+    def set_retention_rules(self, registry: str, rules: list[JSON]) -> list[JSON]:
+        """Replace the retention rules (an empty list removes them); the rules saved."""
+        path = f"{self.registry_path(registry)}/retention-rules"
+        return _rules(self.request("PUT", path, body={"rules": rules}), "PUT")
+
+    def apply_retention(self, registry: str, dry_run: bool) -> JSON:
+        """Apply the retention rules now (or, ``dry_run``, only list what would go):
+        ``{"dry_run", "tags": [...], "manifests": [...]}``."""
+        path = f"{self.registry_path(registry)}/retention/apply"
+        return _required(self.request("POST", path, body={"dry_run": dry_run}), path)
+
+    def get_immutability_rules(self, registry: str) -> list[JSON]:
+        return _rules(self._get(f"{self.registry_path(registry)}/immutability-rules"), "GET")
+
+    def set_immutability_rules(self, registry: str, rules: list[JSON]) -> list[JSON]:
+        path = f"{self.registry_path(registry)}/immutability-rules"
+        return _rules(self.request("PUT", path, body={"rules": rules}), "PUT")
+
+    def get_gc_schedule(self, registry: str) -> JSON | None:
+        """The scheduled garbage collection (with its ``next_run_at``), or None."""
+        data = self._get(f"{self.registry_path(registry)}/garbage-collection-schedule")
+        return _optional(data, "schedule")
+
+    def set_gc_schedule(self, registry: str, schedule: JSON | None) -> JSON | None:
+        """Set the schedule (None clears it); the schedule saved."""
+        path = f"{self.registry_path(registry)}/garbage-collection-schedule"
+        return _optional(
+            _required(self.request("PUT", path, body={"schedule": schedule}), path), "schedule"
+        )
+
+    # ----------------------------------------------------------------------------------
     # tokens
 
     tokens_path = "/tokens"
@@ -305,6 +396,18 @@ def _required(data: JSON | None, what: str) -> JSON:
     if data is None:
         raise ApiError(200, None, f"{what}: the API answered without a body")
     return data
+
+
+def _rules(data: JSON | None, what: str) -> list[JSON]:
+    rules = _required(data, what).get("rules")
+    if not isinstance(rules, list):
+        raise ApiError(200, None, f"{what}: the answer has no 'rules' list")
+    return rules
+
+
+def _optional(data: JSON, key: str) -> JSON | None:
+    value = data.get(key)
+    return value if isinstance(value, dict) else None
 
 
 def _field(data: JSON | None, key: str, what: str) -> JSON:

@@ -61,6 +61,9 @@ def test_an_index_keeps_its_child_manifests_and_a_large_one_no_body(
     children = sorted([digest_of("amd64"), digest_of("arm64")])
     index = manifest("index", OCI_INDEX, blobs=[], manifests=children, blobs_size=99)
     large = manifest("large", body=None, blobs=[], references_in_body=True)
+    # An index's children exist before it (its push touches each of them).
+    for platform in ("amd64", "arm64"):
+        store.put_manifest(repo, manifest(platform), None, True, START)
     store.put_manifest(repo, index, "multi", True, START)
     store.put_manifest(repo, large, "big", False, START)
     assert store.get_manifest(repo, index.digest) == index
