@@ -735,3 +735,25 @@ def test_catalog_hides_a_deleted_registry(
     )
     response = call(api, "GET", "/v2/_catalog", auth)
     assert json.loads(response.body) == {"repositories": [f"{SIBLING_REGISTRY}/y"]}
+
+
+def _collecting(store: MemoryMetadataStore, read_only: bool) -> None:
+    # What begin_collection / finish_collection leave on the record (registry.gc).
+    record = store.registries[REGISTRY]
+    record.read_only, record.gc_active = read_only, ("gc-1" if read_only else None)
+
+
+def test_no_write_scope_is_granted_while_a_read_only_collection_runs(
+    tokens: RegistryTokens, store: MemoryMetadataStore
+) -> None:
+    cached = Authenticator(store, registry_ttl=timedelta(minutes=5))
+    pusher = principal(store, {"push"})
+    assert grant_for(tokens, cached, pusher, f"repository:{X}:pull,push").allows(X, Action.PUSH)
+    _collecting(store, True)
+    cached.forget_registry(REGISTRY)
+    during = grant_for(tokens, cached, pusher, f"repository:{X}:pull,push,delete")
+    assert during.repositories == {str(X): frozenset({"pull"})}
+    # Once it ends, pushes are granted at once, even from a record cached during it.
+    _collecting(store, False)
+    after = grant_for(tokens, cached, pusher, f"repository:{X}:pull,push")
+    assert after.allows(X, Action.PUSH)
