@@ -18,9 +18,11 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,13 @@ MULTIPART = 10 * 1024 * 1024  # > one 8 MiB part: the multipart path
 # The final PUT of a blob this large must cost what a 10 MiB one does (no copy, no re-read).
 LARGE_COMMIT = 1024 * 1024 * 1024
 PULL_LAYERS = (1, 5, 10)
+# The collection measured: GC_REPOSITORIES repositories of GC_IMAGES images of
+# GC_IMAGE_BLOBS blobs (a config and its layers, all distinct); the tags of half the images
+# are deleted before the collection, so half the blobs are kept and half are collected.
+GC_REGISTRY = "bench-gc"
+GC_REPOSITORIES = 4
+GC_IMAGES = 10
+GC_IMAGE_BLOBS = 5
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -187,7 +196,7 @@ class Client:
 
 def make_image(client: Client, label: str, layers: int) -> tuple[bytes, list[str]]:
     """Push ``layers`` small layers and a config (unmeasured); return the manifest."""
-    layer_descs = []
+    layer_descs: list[dict[str, Any]] = []
     for i in range(layers):
         data = f"{label}-layer-{i}-".encode() + os.urandom(1024)
         layer_descs.append(
@@ -201,7 +210,11 @@ def make_image(client: Client, label: str, layers: int) -> tuple[bytes, list[str
             "label": label,
         }
     ).encode()
-    config_desc = {"mediaType": OCI_CONFIG, "digest": client.push_blob(config), "size": len(config)}
+    config_desc: dict[str, Any] = {
+        "mediaType": OCI_CONFIG,
+        "digest": client.push_blob(config),
+        "size": len(config),
+    }
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -218,12 +231,15 @@ class Measured:
     description: str
     http_requests: int
     tally: awscalls.Tally
+    # Whatever else the operation's consumers need to scale it (the collection's size).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "description": self.description,
             "http_requests": self.http_requests,
             **self.tally.summary(),
+            **self.extra,
         }
 
 
@@ -325,12 +341,125 @@ def measure_all(reg: InProcessRegistry) -> dict[str, Any]:
         with rec.op(name, f"the final PUT ?digest= of a {label} blob (after one PATCH)", c):
             c.finish_upload(location, digest)
 
+    measure_collection(reg, rec)
+
     return {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "method": "botocore before-call hook on every client of the in-process registry "
         "(moto in-process, LocalGateway under cheroot); one HTTP flow per operation",
         "operations": {name: m.to_json() for name, m in rec.results.items()},
     }
+
+
+def _counting_collector() -> Any:
+    """A GarbageCollector (as ``wiring`` builds it, with an engine that does nothing: the
+    bench drives the steps) that counts the steps of each phase."""
+    from chalicelib.registry.gc import CollectionSettings, GarbageCollector, StepOutcome
+    from chalicelib.registry.records import Collection, RegistryRecord
+    from chalicelib.wiring import _stores
+
+    class NoEngine:
+        def start(self, registry_id: str, gc_uuid: str) -> None:
+            pass
+
+    class CountingCollector(GarbageCollector):
+        steps: Counter[str]
+
+        def _count(self, phase: str) -> None:
+            self.steps[phase] += 1
+
+        def _begin(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
+            self._count("begin")
+            return super()._begin(gc, registry)
+
+        def _wait(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
+            self._count("wait")
+            return super()._wait(gc, registry)
+
+        def _scan(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
+            self._count("scan")
+            return super()._scan(gc, registry)
+
+        def _sweep_blobs(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
+            self._count("blobs")
+            return super()._sweep_blobs(gc, registry)
+
+        def _sweep_links(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
+            self._count("links")
+            return super()._sweep_links(gc, registry)
+
+        def _sweep_objects(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
+            self._count("objects")
+            return super()._sweep_objects(gc, registry)
+
+        def _sweep_uploads(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
+            self._count("uploads")
+            return super()._sweep_uploads(gc, registry)
+
+    store, blobs = _stores()
+    collector = CountingCollector(store, blobs, NoEngine(), CollectionSettings(wait=timedelta(0)))
+    collector.steps = Counter()
+    return collector
+
+
+def measure_collection(reg: InProcessRegistry, rec: Recorder) -> None:
+    """A whole read-only collection of a registry of its own (nothing else in it): start
+    and every step until done, as the state machine drives it, inside the measured window.
+    The registry is filled through the API first (unmeasured)."""
+    from portside.local.runtime import provision
+
+    provision(GC_REGISTRY, reg.token)
+    gc_reg = replace(reg, registry=GC_REGISTRY)
+    kept = deleted = 0
+    for r in range(GC_REPOSITORIES):
+        client = Client(gc_reg, f"gc/app{r}")
+        remover = Client(gc_reg, f"gc/app{r}", bearer=False)  # Basic: delete scope
+        for i in range(GC_IMAGES):
+            image, image_blobs = make_image(client, f"gc{r}-{i}", GC_IMAGE_BLOBS - 1)
+            client.put_manifest(f"v{i}", image)
+            if i % 2:
+                remover.call("DELETE", f"/v2/{client.name}/manifests/v{i}", 202)
+                deleted += len(image_blobs)
+            else:
+                kept += len(image_blobs)
+    collector = _counting_collector()
+    store = collector.store
+    registry = store.get_registry(GC_REGISTRY)
+    assert registry is not None
+    steps = 0
+    with awscalls.measure() as tally:
+        gc = collector.start(registry)
+        while True:
+            steps += 1
+            if collector.step(registry.registry_id, gc.uuid).done:
+                break
+    final = store.get_collection(registry.registry_id, gc.uuid)
+    assert final is not None and final.status == "succeeded", final
+    assert final.blobs_deleted == deleted, (final.blobs_deleted, deleted)
+    blobs = kept + deleted
+    rec.results[f"gc_{blobs}_blobs"] = Measured(
+        f"a whole read-only collection (start and {steps} steps) of {blobs} blobs in "
+        f"{GC_REPOSITORIES} repositories: {kept} kept (tagged), {deleted} deleted (their "
+        "tags deleted)",
+        0,
+        tally,
+        {
+            "gc": {
+                "blobs": blobs,
+                "blobs_kept": kept,
+                "blobs_deleted": final.blobs_deleted,
+                "manifests_deleted": final.manifests_deleted,
+                "repositories_scanned": final.repositories_scanned,
+                "manifests_scanned": final.manifests_scanned,
+                "blobs_scanned": final.blobs_scanned,
+                "objects_scanned": final.objects_scanned,
+                "steps": steps,
+                "steps_by_phase": dict(collector.steps),
+                "page": collector.settings.page,
+                "budget": collector.settings.budget,
+            }
+        },
+    )
 
 
 def table(data: dict[str, Any]) -> str:

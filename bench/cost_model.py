@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,14 @@ AWS = {
     "transfer_out_gib": 0.09,  # data transfer out to the internet, first 10 TB/month
     "fargate_vcpu_hour": 0.04048,
     "fargate_gib_hour": 0.004445,
+    "stepfunctions_per_thousand_transitions": 0.025,  # Standard workflows
 }
 ECR = {
     "storage_gib_month": 0.10,
     "transfer_out_gib": 0.09,  # same as EC2 data transfer out; no per-request charge
 }
-DIGITALOCEAN = {  # DigitalOcean Container Registry plans (same as Portside's plan table)
+# DigitalOcean Container Registry plans (same as Portside's plan table)
+DIGITALOCEAN: dict[str, Any] = {
     "plans": [
         # slug, $/month, storage GiB, outbound transfer GiB included
         ("starter", 0.0, 0.5, 0.5),
@@ -61,6 +64,10 @@ TYPICAL_BYTES = 50 * MIB
 S3_GET_CLASS = {"GetObject", "HeadObject", "HeadBucket"}
 S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
 HOURS_PER_MONTH = 730
+# The collection's state machine: each step is a Task (the step Lambda) and a Choice, with
+# the Wait and the Pass around them: about this many state transitions per step.
+GC_TRANSITIONS_PER_STEP = 4
+GC_BLOBS = 1_000_000
 
 
 @dataclass
@@ -112,6 +119,120 @@ def portside_cost(req: dict[str, float], per: float, extra: dict[str, float]) ->
         **extra,
     }
     return Cost({k: v * per for k, v in items.items()})
+
+
+def gc_operation(ops: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The measured whole collection (``bench.calls``: ``gc_<N>_blobs``), if any."""
+    for name, op in ops.items():
+        if name.startswith("gc_") and "gc" in op:
+            return name, op
+    return None
+
+
+def gc_steps(gc: dict[str, Any], scale: float) -> dict[str, int]:
+    """Steps of each phase of a collection ``scale`` times the measured one. A step reads
+    pages of ``page`` items and stops after the page that takes it past ``budget`` items,
+    so a phase over n items takes about n / budget steps (at least one)."""
+    budget = int(gc["budget"])
+
+    def steps(items: float) -> int:
+        return max(1, math.ceil(items * scale / budget))
+
+    return {
+        "begin": 1,
+        "wait": 1,
+        # Scanning counts a repository and each of its manifests as one item.
+        "scan": steps(gc["repositories_scanned"] + gc["manifests_scanned"]),
+        "blobs": steps(gc["blobs_scanned"]),
+        # The link sweep reads every repository's links (one per blob, the deleted ones'
+        # before it deletes them) plus the repositories themselves.
+        "links": steps(gc["blobs_scanned"] + gc["repositories_scanned"]),
+        "objects": steps(gc["objects_scanned"]),
+        "uploads": 1,
+    }
+
+
+def gc_cost(name: str, op: dict[str, Any]) -> tuple[Cost, dict[str, int], float]:
+    """A collection of GC_BLOBS blobs, scaled linearly from the measured one (same mix of
+    kept and deleted blobs, images and repositories): cost, steps by phase, scale."""
+    gc = op["gc"]
+    scale = GC_BLOBS / gc["blobs"]
+    req = op_requests({name: op}, [name])
+    steps = gc_steps(gc, scale)
+    total_steps = sum(steps.values())
+    ddb = op["dynamodb_reads"] + op["dynamodb_writes"]
+    lambda_ms = LAMBDA_BASE_MS * total_steps + scale * (
+        DYNAMODB_CALL_MS * ddb + S3_CALL_MS * op["s3_calls"]
+    )
+    items = {
+        "Step Functions transitions": total_steps
+        * GC_TRANSITIONS_PER_STEP
+        * AWS["stepfunctions_per_thousand_transitions"]
+        / 1000,
+        "Lambda requests": total_steps * AWS["lambda_per_million_requests"] / 1e6,
+        "Lambda compute": lambda_ms / 1000 * LAMBDA_MEMORY_GB * AWS["lambda_gb_second"],
+        "DynamoDB reads": scale * req["rru"] * AWS["dynamodb_per_million_rru"] / 1e6,
+        "DynamoDB writes": scale * req["wru"] * AWS["dynamodb_per_million_wru"] / 1e6,
+        "S3 requests": scale
+        * (
+            req["s3_put"] * AWS["s3_put_per_thousand"] / 1000
+            + req["s3_get"] * AWS["s3_get_per_thousand"] / 1000
+        ),
+    }
+    return Cost(items), steps, scale
+
+
+def gc_section(ops: dict[str, Any]) -> list[str]:
+    found = gc_operation(ops)
+    if found is None:
+        return []
+    name, op = found
+    gc = op["gc"]
+    cost, steps, scale = gc_cost(name, op)
+    measured_steps = gc_steps(gc, 1.0)
+    total_steps = sum(steps.values())
+    kept, deleted = gc["blobs_kept"], gc["blobs_deleted"]
+    per_thousand = ", ".join(f"{k} x{v * 1000 / gc['blobs']:g}" for k, v in op["breakdown"].items())
+    lines = [
+        "## Garbage collection, per million blobs",
+        "",
+        f"Measured (`{name}`): {op['description']}. Counted from its start to its last "
+        f"step: {op['total_calls']} AWS calls in all; per 1,000 blobs: "
+        f"{per_thousand}.",
+        "",
+        f"Scaled linearly to {GC_BLOBS:,} blobs with the same mix ({kept * 100 // gc['blobs']}"
+        f"% kept, {deleted * 100 // gc['blobs']}% deleted, images of "
+        f"{gc['blobs'] // max(1, gc['manifests_scanned'])} blobs). A step reads pages of "
+        f"{gc['page']} items and ends after the page that takes it past {gc['budget']:,} "
+        "items; the measured collection took "
+        + ", ".join(f"{k} {v}" for k, v in measured_steps.items())
+        + f" steps ({gc['steps']} in all); a collection of {GC_BLOBS:,} blobs takes about "
+        + ", ".join(f"{k} {v}" for k, v in steps.items())
+        + f": {total_steps:,} steps, each a Lambda invocation of the step handler and about "
+        f"{GC_TRANSITIONS_PER_STEP} Step Functions state transitions (Task, Choice and the "
+        "Wait/Pass around them).",
+        "",
+        "| line item | per million blobs |",
+        "|---|---:|",
+    ]
+    lines += [f"| {k} | {money(v)} |" for k, v in cost.items.items()]
+    lines += [
+        f"| **total** | **{money(cost.total)}** |",
+        "",
+        "Deleted blobs dominate: each costs a conditional transaction of four items (its "
+        "record, its key index entry, the registry's and the collection's counters: 8 WRU), "
+        "the DeleteItem of its link and an S3 DeleteObject (free); a kept blob costs its "
+        "mark (a batch write) and its share of the listing pages. S3 LIST requests "
+        "(ListObjectsV2, ListMultipartUploads) are charged at the PUT rate. Scaling is linear from "
+        f"{gc['blobs']} blobs (x{scale:g}), so the repositories grow with the blobs. The "
+        "measured collection reads each listing in one short page, so scaling it counts more "
+        "listing calls (DynamoDB Query, S3 LIST) than full pages need; on the other hand a "
+        "Query is counted at one 4 KB page (0.5 RRU, as everywhere in this model) although a "
+        "full page of 500 records reads about 25. Both touch only the small reads and S3 "
+        "lines.",
+        "",
+    ]
+    return lines
 
 
 def do_monthly(storage_gib: float, transfer_gib: float) -> tuple[str, float]:
@@ -250,13 +371,15 @@ def render(calls: dict[str, Any], source: str) -> str:
         "DigitalOcean charge nothing per push (storage accrues as above; DigitalOcean's plans "
         "cap repositories and storage).",
         "",
+        *gc_section(ops),
         "## Calls behind the figures",
         "",
         "| operation | HTTP requests | DynamoDB reads | DynamoDB writes | S3 calls | RRU | WRU "
         "| calls |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name in dict.fromkeys(pull_ops + push_ops):
+    gc_op = gc_operation(ops)
+    for name in dict.fromkeys(pull_ops + push_ops + ([gc_op[0]] if gc_op else [])):
         op = ops[name]
         detail = ", ".join(f"{k} x{v}" for k, v in op["breakdown"].items())
         lines.append(
