@@ -1066,13 +1066,8 @@ class DynamoMetadataStore:
         touched_before: datetime | None,
     ) -> bool:
         condition = _blob_stored_at(blob.key)
-        if created_before is not None:
-            condition = condition & (RegistryBlobItem.created_at < created_before)
-        if touched_before is not None:
-            condition = condition & (
-                RegistryBlobItem.touched_at.does_not_exist()
-                | (RegistryBlobItem.touched_at < touched_before)
-            )
+        if created_before is not None or touched_before is not None:
+            condition = condition & _collectable_blob(created_before, touched_before)
         labels: dict[str, list[str]] = {
             "check": [],
             "delete": ["blob"],
@@ -1124,23 +1119,53 @@ class DynamoMetadataStore:
             for i in BlobLinkItem.query(repo_pk(repo), condition, limit=limit)
         ]
 
-    def missing_blobs(self, registry_id: str, digests: Sequence[str]) -> set[str]:
+    def get_registry_blobs(self, registry_id: str, digests: Sequence[str]) -> dict[str, BlobRecord]:
         keys = [(rid_pk(registry_id), f"BLOB#{d}") for d in sorted(set(digests))]
-        found = {
-            i.sk.removeprefix("BLOB#")
-            for i in Item.batch_get(keys, consistent_read=True, attributes_to_get=["pk", "sk"])
+        return {
+            record.digest: record
+            for record in (
+                _blob_record(i.sk.removeprefix("BLOB#"), i)
+                for i in RegistryBlobItem.batch_get(keys, consistent_read=True)
+            )
         }
-        return set(digests) - found
 
-    def gc_delete_link(self, repo: RepositoryName, link: BlobRecord) -> bool:
-        return _delete_existing(
-            BlobLinkItem(repo_pk(repo), f"LINK#{link.digest}"),
-            condition=(
-                BlobLinkItem.key == link.key
-                if link.key is not None
-                else BlobLinkItem.key.does_not_exist()
-            ),
+    def gc_delete_link(
+        self,
+        repo: RepositoryName,
+        link: BlobRecord,
+        created_before: datetime | None,
+        touched_before: datetime | None,
+    ) -> bool:
+        same_key: Condition = Item.pk.exists() & (
+            BlobLinkItem.key == link.key
+            if link.key is not None
+            else BlobLinkItem.key.does_not_exist()
         )
+        link_item = BlobLinkItem(repo_pk(repo), f"LINK#{link.digest}")
+        if created_before is None and touched_before is None:
+            return _delete_existing(link_item, condition=same_key)
+        # The blob record, if any, must still be collectable: a push that touched it
+        # since the collection began keeps the link (its condition fails here).
+        collectable: Condition = Item.pk.does_not_exist() | _collectable_blob(
+            created_before, touched_before
+        )
+        labels: dict[str, list[str]] = {
+            "check": ["blob"],
+            "delete": ["link"],
+            "put": [],
+            "update": [],
+        }
+        try:
+            with self._transaction() as tx:
+                tx.condition_check(
+                    RegistryBlobItem, rid_pk(repo.rid), f"BLOB#{link.digest}", condition=collectable
+                )
+                tx.delete(link_item, condition=same_key)
+        except TransactWriteError as exc:
+            if _failed_conditions(exc, labels) is None:
+                raise
+            return False
+        return True
 
     def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:
         """Keys in the key index, and content addresses (records from before keys were
@@ -1463,6 +1488,22 @@ def _blob_stored_at(key: str | None) -> Condition:
         RegistryBlobItem.key == key if key is not None else RegistryBlobItem.key.does_not_exist()
     )
     condition: Condition = Item.pk.exists() & stored
+    return condition
+
+
+def _collectable_blob(
+    created_before: datetime | None, touched_before: datetime | None
+) -> Condition:
+    """A blob record an online collection may remove: created before ``created_before``
+    and not touched by a push since ``touched_before`` (registry.gc)."""
+    condition: Condition = Item.pk.exists()
+    if created_before is not None:
+        condition = condition & (RegistryBlobItem.created_at < created_before)
+    if touched_before is not None:
+        condition = condition & (
+            RegistryBlobItem.touched_at.does_not_exist()
+            | (RegistryBlobItem.touched_at < touched_before)
+        )
     return condition
 
 

@@ -25,6 +25,7 @@ from chalicelib.registry.errors import (
     SettingsChangedError,
     TagImmutableError,
 )
+from chalicelib.registry.gc import collectable
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import (
     GC_CANCELLING,
@@ -782,15 +783,7 @@ class MemoryMetadataStore:
             stored = self.registry_blobs.get(registry_id, {}).get(blob.digest)
             if registry is None or registry.registry_id != registry_id or stored is None:
                 return False
-            if stored.key != blob.key:
-                return False
-            if created_before is not None and (
-                stored.created_at is None or stored.created_at >= created_before
-            ):
-                return False
-            if touched_before is not None and (
-                stored.touched_at is not None and stored.touched_at >= touched_before
-            ):
+            if stored.key != blob.key or not collectable(stored, created_before, touched_before):
                 return False
             del self.registry_blobs[registry_id][blob.digest]
             registry.storage_bytes -= stored.size
@@ -803,16 +796,25 @@ class MemoryMetadataStore:
             links = self.links.get(_key(repo), {})
             return [replace(links[d]) for d in sorted(links) if after is None or d > after][:limit]
 
-    def missing_blobs(self, registry_id: str, digests: Sequence[str]) -> set[str]:
+    def get_registry_blobs(self, registry_id: str, digests: Sequence[str]) -> dict[str, BlobRecord]:
         with self._lock:
             held = self.registry_blobs.get(registry_id, {})
-            return {d for d in digests if d not in held}
+            return {d: replace(held[d]) for d in digests if d in held}
 
-    def gc_delete_link(self, repo: RepositoryName, link: BlobRecord) -> bool:
+    def gc_delete_link(
+        self,
+        repo: RepositoryName,
+        link: BlobRecord,
+        created_before: datetime | None,
+        touched_before: datetime | None,
+    ) -> bool:
         with self._lock:
             links = self.links.get(_key(repo), {})
             current = links.get(link.digest)
             if current is None or current.key != link.key:
+                return False
+            record = self.registry_blobs.get(repo.rid, {}).get(link.digest)
+            if record is not None and not collectable(record, created_before, touched_before):
                 return False
             del links[link.digest]
             return True

@@ -12,8 +12,8 @@ counters are added in the same transaction as each deletion):
   wait     -> "waiting for write JWTs to expire": see "Read-only mode" below;
   scan     -> "scanning manifests": per repository, apply retention rules, delete the
               manifests no tag reaches, and mark every blob a kept manifest references;
-  blobs    -> "deleting unreferenced blobs": delete the blob records nobody marked, then
-  links       the repositories' links to them,
+  links    -> "deleting unreferenced blobs": unlink the blobs nobody marked from every
+  blobs       repository, then delete their records (and bytes),
   objects     the S3 objects under the registry's prefix that no record names, and
   uploads     the multipart uploads no session owns.
 
@@ -142,8 +142,8 @@ STATUS_BY_PHASE = {
     "begin": GC_REQUESTED,
     "wait": GC_WAITING,
     "scan": GC_SCANNING,
-    "blobs": GC_DELETING,
     "links": GC_DELETING,
+    "blobs": GC_DELETING,
     "objects": GC_DELETING,
     "uploads": GC_DELETING,
 }
@@ -179,6 +179,23 @@ def collection_json(gc: Collection) -> dict[str, Any]:
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+def collectable(
+    blob: BlobRecord, created_before: datetime | None, touched_before: datetime | None
+) -> bool:
+    """Whether an online collection may remove the blob: created before ``created_before``
+    and not touched by a push since ``touched_before`` (None: no such condition). The
+    stores' deletions are conditional on the same, on the record as it is then."""
+    if created_before is not None and (
+        blob.created_at is None or blob.created_at >= created_before
+    ):
+        return False
+    return not (
+        touched_before is not None
+        and blob.touched_at is not None
+        and blob.touched_at >= touched_before
+    )
 
 
 def reachable(
@@ -329,8 +346,8 @@ class GarbageCollector:
             "begin": self._begin,
             "wait": self._wait,
             "scan": self._scan,
-            "blobs": self._sweep_blobs,
             "links": self._sweep_links,
+            "blobs": self._sweep_blobs,
             "objects": self._sweep_objects,
             "uploads": self._sweep_uploads,
         }
@@ -404,7 +421,7 @@ class GarbageCollector:
             else:
                 if len(names) < self.settings.page:
                     if gc.deletes_blobs:
-                        self._advance(gc, "blobs")
+                        self._advance(gc, "links")
                     else:
                         self._save(gc)
                         return self._finish(gc, GC_SUCCEEDED)
@@ -518,7 +535,7 @@ class GarbageCollector:
             if page:
                 marked = self.store.marked_blobs(gc.uuid, page[0].digest, page[-1].digest)
                 for blob in page:
-                    if blob.digest in marked or not self._collectable(
+                    if blob.digest in marked or not collectable(
                         blob, created_before, touched_before
                     ):
                         continue
@@ -530,61 +547,66 @@ class GarbageCollector:
                         created_before,
                         touched_before,
                     ):
-                        # The record is gone, so nothing can link or reference the bytes
-                        # any more. A crash before this delete leaves an object no record
-                        # names, which the object sweep removes.
+                        # The record is gone (its links went in the phase before), so
+                        # nothing can link or reference the bytes any more. A crash before
+                        # this delete leaves an object no record names: the object sweep
+                        # removes it.
                         self.blobs.delete_object(stored_key(registry.registry_id, blob))
                 gc.blobs_scanned += len(page)
                 gc.cursor = page[-1].digest
                 work += len(page)
             if len(page) < self.settings.page:
-                self._advance(gc, "links")
+                self._advance(gc, "objects")
                 break
         return self._save(gc)
 
-    @staticmethod
-    def _collectable(
-        blob: BlobRecord, created_before: datetime | None, touched_before: datetime | None
-    ) -> bool:
-        if created_before is not None and (
-            blob.created_at is None or blob.created_at >= created_before
-        ):
-            return False
-        return not (
-            touched_before is not None
-            and blob.touched_at is not None
-            and blob.touched_at >= touched_before
-        )
-
     def _sweep_links(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
-        """Links whose blob record is gone (deleted above, or by an earlier collection that
-        crashed before this phase)."""
+        """Unlink the blobs about to be deleted from every repository, before their
+        records go: a client that finds a blob by HEAD in a repository (through its link)
+        then pushes a manifest naming it, so a link must never outlive its blob's record.
+        Each unlinking is conditional on the blob record still being collectable (not
+        touched since T0): a push that references the blob meanwhile keeps the link."""
+        created_before, touched_before = self._cutoffs(gc)
         work = 0
         while work < self.settings.budget:
             names = self.store.list_repositories(registry.registry_id, gc.cursor, 50)
             for name in names:
                 repo = RepositoryName(registry.name, name, registry.registry_id)
-                after: str | None = None
-                while True:
-                    links = self.store.list_links(repo, after, self.settings.page)
-                    if not links:
-                        break
-                    missing = self.store.missing_blobs(
-                        registry.registry_id, [link.digest for link in links]
-                    )
-                    for link in links:
-                        if link.digest in missing:
-                            self.store.gc_delete_link(repo, link)
-                    work += len(links)
-                    after = links[-1].digest
-                    if len(links) < self.settings.page:
-                        break
+                work += 1 + self._unlink_collectable(gc, repo, created_before, touched_before)
                 gc.cursor = name
-                work += 1
             if len(names) < 50:
-                self._advance(gc, "objects")
+                self._advance(gc, "blobs")
                 break
         return self._save(gc)
+
+    def _unlink_collectable(
+        self,
+        gc: Collection,
+        repo: RepositoryName,
+        created_before: datetime | None,
+        touched_before: datetime | None,
+    ) -> int:
+        after: str | None = None
+        seen = 0
+        while True:
+            links = self.store.list_links(repo, after, self.settings.page)
+            if not links:
+                return seen
+            digests = [link.digest for link in links]
+            records = self.store.get_registry_blobs(repo.rid, digests)
+            marked = self.store.marked_blobs(gc.uuid, digests[0], digests[-1])
+            for link in links:
+                record = records.get(link.digest)
+                if record is not None and (
+                    link.digest in marked or not collectable(record, created_before, touched_before)
+                ):
+                    continue
+                # No record (an earlier collection's leftover) or about to lose it.
+                self.store.gc_delete_link(repo, link, created_before, touched_before)
+            seen += len(links)
+            after = digests[-1]
+            if len(links) < self.settings.page:
+                return seen
 
     def _sweep_objects(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
         prefix = f"registries/{registry.registry_id}/blobs/"

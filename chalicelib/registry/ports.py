@@ -357,12 +357,20 @@ class CollectionStore(Protocol):
     def list_links(
         self, repo: RepositoryName, after: str | None, limit: int
     ) -> list[BlobRecord]: ...
-    def missing_blobs(self, registry_id: str, digests: Sequence[str]) -> set[str]:
-        """Those of ``digests`` the registry holds no record of."""
+    def get_registry_blobs(self, registry_id: str, digests: Sequence[str]) -> dict[str, BlobRecord]:
+        """The registry's records of ``digests`` that exist (one consistent batch read)."""
         ...
 
-    def gc_delete_link(self, repo: RepositoryName, link: BlobRecord) -> bool:
-        """Delete a link if it still names ``link.key`` (not re-linked to a new upload)."""
+    def gc_delete_link(
+        self,
+        repo: RepositoryName,
+        link: BlobRecord,
+        created_before: datetime | None,
+        touched_before: datetime | None,
+    ) -> bool:
+        """Delete a link if it still names ``link.key`` (not re-linked to a new upload)
+        and its blob record, if there is one, is still collectable: created before
+        ``created_before`` and not touched since ``touched_before`` (None: no condition)."""
         ...
 
     def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:

@@ -388,7 +388,9 @@ def test_online_mode_keeps_young_blobs_and_what_pushes_touch(world: World) -> No
     final = world.run(gc)
     assert final.status == GC_SUCCEEDED
     assert world.has_blob(young)
-    assert world.has_blob("sha256:" + hashlib.sha256(b"reused later").hexdigest())
+    reused = "sha256:" + hashlib.sha256(b"reused later").hexdigest()
+    assert world.has_blob(reused)
+    assert world.store.get_blob_link(app, reused) is not None  # the push kept its link
     assert not world.has_blob("sha256:" + hashlib.sha256(b"old layer").hexdigest())
     assert world.service.resolve_manifest(app, "new")
 
@@ -402,6 +404,8 @@ def test_online_a_push_after_the_blob_was_deleted_fails_cleanly(world: World) ->
     assert world.store.get_blob_link(app, doomed) is not None
     final = world.run(world.collector.start(world.fresh(), GC_BOTH, GC_ONLINE))
     assert final.status == GC_SUCCEEDED and not world.has_blob(doomed)
+    # Unlinked before its record went: a HEAD now says unknown, and a client uploads again.
+    assert world.store.get_blob_link(app, doomed) is None
     # A client that saw the blob earlier (HEAD said it exists) pushes a manifest naming it:
     # refused, never accepted with a missing blob.
     config = world.blob(app, b'{"os":"linux"}')
@@ -461,3 +465,26 @@ def test_objects_no_record_names_are_swept(world: World) -> None:
     assert in_flight in keys
     assert world.has_blob("sha256:" + hashlib.sha256(b"committed layer").hexdigest())
     assert final.objects_deleted == 1
+
+
+def test_online_a_blob_uploaded_again_after_it_was_unlinked_is_kept(world: World) -> None:
+    app = world.repo("app")
+    world.image(app, "old", b"comes back")
+    world.service.delete_manifest(app, "old")
+    world.clock.advance(timedelta(hours=2))
+    layer = "sha256:" + hashlib.sha256(b"comes back").hexdigest()
+    gc = world.collector.start(world.fresh(), GC_BOTH, GC_ONLINE)
+    for _ in range(50):  # up to the moment the links are gone and the records are next
+        world.collector.step(world.registry.registry_id, gc.uuid)
+        current = world.store.get_collection(world.registry.registry_id, gc.uuid)
+        assert current is not None
+        if current.phase == "blobs":
+            break
+    assert world.store.get_blob_link(app, layer) is None
+    # A client finds it missing (HEAD) and uploads it again: the commit touches the record.
+    world.clock.advance(timedelta(minutes=2))
+    world.blob(app, b"comes back")
+    final = world.run(gc)
+    assert final.status == GC_SUCCEEDED
+    assert world.has_blob(layer)
+    assert world.store.get_blob_link(app, layer) is not None
