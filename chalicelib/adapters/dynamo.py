@@ -36,6 +36,7 @@ from chalicelib.registry.errors import (
 )
 from chalicelib.registry.names import MAX_NAME_LENGTH, RepositoryName
 from chalicelib.registry.records import (
+    COLLECTION_PROGRESS_FIELDS,
     GC_CANCELLING,
     GC_FINAL_STATUSES,
     GC_READ_ONLY,
@@ -1670,25 +1671,11 @@ _MANIFEST_SCAN_ATTRIBUTES = [
     "touched_at",
 ]
 
-_COLLECTION_PROGRESS = (
-    "status",
-    "phase",
-    "cursor",
-    "marks_from",
-    "wait_until",
-    "updated_at",
-    "error",
-    "repositories_scanned",
-    "manifests_scanned",
-    "blobs_scanned",
-    "objects_scanned",
-)
-
 
 def _progress_actions(collection: Collection) -> list[Action]:
     """A progress save: every field but the deletion counters (only ever added to)."""
     actions: list[Action] = []
-    for name in _COLLECTION_PROGRESS:
+    for name in COLLECTION_PROGRESS_FIELDS:
         attribute = getattr(CollectionItem, name)
         value = getattr(collection, name)
         actions.append(attribute.remove() if value is None else attribute.set(value))

@@ -28,6 +28,7 @@ from chalicelib.registry.errors import (
 from chalicelib.registry.gc import collectable
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.records import (
+    COLLECTION_PROGRESS_FIELDS,
     GC_CANCELLING,
     GC_READ_ONLY,
     BlobRecord,
@@ -661,27 +662,12 @@ class MemoryMetadataStore:
             found.reverse()
             return [replace(c) for c in found if after is None or c.uuid < after][:limit]
 
-    # The fields a progress save writes; the deletion counters are only ever added to.
-    _PROGRESS = (
-        "status",
-        "phase",
-        "cursor",
-        "marks_from",
-        "wait_until",
-        "updated_at",
-        "error",
-        "repositories_scanned",
-        "manifests_scanned",
-        "blobs_scanned",
-        "objects_scanned",
-    )
-
     def save_collection(self, collection: Collection) -> bool:
         with self._lock:
             stored = self.collections.get(collection.registry_id, {}).get(collection.uuid)
             if stored is None or stored.version != collection.version:
                 return False
-            for name in self._PROGRESS:
+            for name in COLLECTION_PROGRESS_FIELDS:
                 setattr(stored, name, getattr(collection, name))
             stored.version += 1
             collection.version = stored.version
@@ -739,8 +725,6 @@ class MemoryMetadataStore:
             if touched_before is not None and (
                 stored.touched_at is not None and stored.touched_at >= touched_before
             ):
-                return False
-            if any(t.digest == record.digest for t in self.tags.get(_key(repo), {}).values()):
                 return False
             del self.manifests[_key(repo)][record.digest]
             if stored.subject is not None:

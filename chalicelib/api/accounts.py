@@ -7,10 +7,9 @@ Every route needs the ``operator`` scope: a tenant admin gets 403 on each of the
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from chalicelib.http.messages import HttpRequest, HttpResponse
+from chalicelib.http.messages import HttpRequest, HttpResponse, json_response
 from chalicelib.http.routing import Route, route
 from chalicelib.registry.accounts import AccountService
 from chalicelib.registry.auth import Principal
@@ -18,13 +17,6 @@ from chalicelib.registry.errors import RouteNotFoundError
 
 if TYPE_CHECKING:
     from .routes import Handler, ManagementApi
-
-
-def _json(status: int, body: Any) -> HttpResponse:
-    data = json.dumps(body).encode()
-    return HttpResponse(
-        status, {"Content-Type": "application/json", "Content-Length": str(len(data))}, data
-    )
 
 
 def _service(api: ManagementApi) -> AccountService:
@@ -40,35 +32,37 @@ def create_account(
     body = api._fields(request, {"name"}, {"contact", "metadata"})
     created = service.create(p, body["name"], body.get("contact"), body.get("metadata"))
     token = {**api.service.token_json(created.token.record), "token": created.token.secret}
-    return _json(201, {"account": service.account_json(created.account), "token": token})
+    return json_response(201, {"account": service.account_json(created.account), "token": token})
 
 
 def list_accounts(
     api: ManagementApi, request: HttpRequest, p: Principal, _: dict[str, str]
 ) -> HttpResponse:
     listing = _service(api).list(p, api._page(request))
-    return _json(200, {"accounts": listing.items, "links": listing.links()})
+    return json_response(200, {"accounts": listing.items, "links": listing.links()})
 
 
 def get_account(
     api: ManagementApi, request: HttpRequest, p: Principal, a: dict[str, str]
 ) -> HttpResponse:
     service = _service(api)
-    return _json(200, {"account": service.account_json(service.get(p, a["account_id"]))})
+    return json_response(200, {"account": service.account_json(service.get(p, a["account_id"]))})
 
 
 def suspend_account(
     api: ManagementApi, request: HttpRequest, p: Principal, a: dict[str, str]
 ) -> HttpResponse:
     service = _service(api)
-    return _json(200, {"account": service.account_json(service.suspend(p, a["account_id"]))})
+    return json_response(
+        200, {"account": service.account_json(service.suspend(p, a["account_id"]))}
+    )
 
 
 def resume_account(
     api: ManagementApi, request: HttpRequest, p: Principal, a: dict[str, str]
 ) -> HttpResponse:
     service = _service(api)
-    return _json(200, {"account": service.account_json(service.resume(p, a["account_id"]))})
+    return json_response(200, {"account": service.account_json(service.resume(p, a["account_id"]))})
 
 
 def delete_account(
@@ -82,7 +76,7 @@ def account_audit(
     api: ManagementApi, request: HttpRequest, p: Principal, a: dict[str, str]
 ) -> HttpResponse:
     listing = _service(api).audit(p, a["account_id"], api._page(request))
-    return _json(200, {"audit": listing.items, "links": listing.links()})
+    return json_response(200, {"audit": listing.items, "links": listing.links()})
 
 
 _ACCOUNT = r"^/api/v1/accounts/(?P<account_id>[^/]+)"

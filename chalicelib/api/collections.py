@@ -12,10 +12,9 @@ delete content, as deleting tags does).
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from chalicelib.http.messages import HttpRequest, HttpResponse
+from chalicelib.http.messages import HttpRequest, HttpResponse, json_response
 from chalicelib.http.routing import Route, route
 from chalicelib.registry.auth import Principal
 from chalicelib.registry.errors import (
@@ -30,13 +29,6 @@ from chalicelib.registry.records import GC_BOTH, GC_READ_ONLY, RegistryRecord
 
 if TYPE_CHECKING:
     from .routes import Handler, ManagementApi
-
-
-def _json(status: int, body: Any) -> HttpResponse:
-    data = json.dumps(body).encode()
-    return HttpResponse(
-        status, {"Content-Type": "application/json", "Content-Length": str(len(data))}, data
-    )
 
 
 def _collector(api: ManagementApi) -> GarbageCollector:
@@ -66,7 +58,7 @@ def start_collection(
     # here at once (other processes catch up within the cache's lifetime, which the
     # collection waits out).
     api.service.auth.forget_registry(registry.name)
-    return _json(201, {"garbage_collection": collection_json(gc)})
+    return json_response(201, {"garbage_collection": collection_json(gc)})
 
 
 def get_active_collection(
@@ -79,7 +71,7 @@ def get_active_collection(
             f"no garbage collection is running on {a['registry']!r}",
             detail={"registry": a["registry"]},
         )
-    return _json(200, {"garbage_collection": collection_json(gc)})
+    return json_response(200, {"garbage_collection": collection_json(gc)})
 
 
 def list_collections(
@@ -93,7 +85,7 @@ def list_collections(
         [collection_json(gc) for gc in found[: page.size]],
         next_page_token(found[page.size - 1].uuid) if len(found) > page.size else None,
     )
-    return _json(200, {"garbage_collections": listing.items, "links": listing.links()})
+    return json_response(200, {"garbage_collections": listing.items, "links": listing.links()})
 
 
 def cancel_collection(
@@ -105,7 +97,7 @@ def cancel_collection(
         raise BadRequestError('the only change a collection takes is {"cancel": true}')
     registry = _registry(api, p, a["registry"], write=True)
     gc = collector.cancel(registry, a["uuid"])
-    return _json(200, {"garbage_collection": collection_json(gc)})
+    return json_response(200, {"garbage_collection": collection_json(gc)})
 
 
 _REG = r"^/api/v1/registries/(?P<registry>[^/]+)"

@@ -11,12 +11,11 @@ dispatches them through its route table and renders their errors.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.http.messages import HttpRequest, HttpResponse
+from chalicelib.http.messages import HttpRequest, HttpResponse, json_response
 from chalicelib.http.routing import Route, route
 from chalicelib.registry.auth import Principal, utcnow
 from chalicelib.registry.errors import UnprocessableError
@@ -29,13 +28,6 @@ from chalicelib.registry.rules import (
 
 if TYPE_CHECKING:
     from .routes import Handler, ManagementApi
-
-
-def _json(status: int, body: Any) -> HttpResponse:
-    data = json.dumps(body).encode()
-    return HttpResponse(
-        status, {"Content-Type": "application/json", "Content-Length": str(len(data))}, data
-    )
 
 
 def _retention(settings: RegistrySettings) -> dict[str, Any]:
@@ -54,7 +46,7 @@ def _schedule(settings: RegistrySettings, now: datetime) -> dict[str, Any]:
 def get_retention_rules(
     api: ManagementApi, request: HttpRequest, p: Principal, a: dict[str, str]
 ) -> HttpResponse:
-    return _json(200, _retention(api.service.get_settings(p, a["registry"]).settings))
+    return json_response(200, _retention(api.service.get_settings(p, a["registry"]).settings))
 
 
 def put_retention_rules(
@@ -64,13 +56,13 @@ def put_retention_rules(
     record = api.service.update_settings(
         p, a["registry"], lambda s, _: replace(s, retention_rules=rules)
     )
-    return _json(200, _retention(record.settings))
+    return json_response(200, _retention(record.settings))
 
 
 def get_immutability_rules(
     api: ManagementApi, request: HttpRequest, p: Principal, a: dict[str, str]
 ) -> HttpResponse:
-    return _json(200, _immutability(api.service.get_settings(p, a["registry"]).settings))
+    return json_response(200, _immutability(api.service.get_settings(p, a["registry"]).settings))
 
 
 def put_immutability_rules(
@@ -80,14 +72,14 @@ def put_immutability_rules(
     record = api.service.update_settings(
         p, a["registry"], lambda s, _: replace(s, immutability_rules=rules)
     )
-    return _json(200, _immutability(record.settings))
+    return json_response(200, _immutability(record.settings))
 
 
 def get_gc_schedule(
     api: ManagementApi, request: HttpRequest, p: Principal, a: dict[str, str]
 ) -> HttpResponse:
     record = api.service.get_settings(p, a["registry"])
-    return _json(200, _schedule(record.settings, utcnow()))
+    return json_response(200, _schedule(record.settings, utcnow()))
 
 
 def put_gc_schedule(
@@ -101,7 +93,7 @@ def put_gc_schedule(
         a["registry"],
         lambda s, now: replace(s, gc_schedule=parse_schedule(data, now.date())),
     )
-    return _json(200, _schedule(record.settings, utcnow()))
+    return json_response(200, _schedule(record.settings, utcnow()))
 
 
 def apply_retention(
@@ -111,7 +103,7 @@ def apply_retention(
     if not isinstance(dry_run, bool):
         raise UnprocessableError("dry_run must be true or false")
     report = api.service.apply_retention(p, a["registry"], dry_run)
-    return _json(200, report.to_json())
+    return json_response(200, report.to_json())
 
 
 _REG = r"^/api/v1/registries/(?P<registry>[^/]+)"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -13,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from chalicelib.api.accounts import ACCOUNT_ROUTES
 from chalicelib.api.collections import COLLECTION_ROUTES
 from chalicelib.api.policies import POLICY_ROUTES
-from chalicelib.http.messages import HttpRequest, HttpResponse
+from chalicelib.http.messages import HttpRequest, HttpResponse, json_response
 from chalicelib.http.routing import Route, match_route, route
 from chalicelib.http.telemetry import logger, record_request
 from chalicelib.registry import untrusted_json
@@ -59,14 +58,7 @@ def api_error_response(error: RegistryError) -> HttpResponse:
     headers = {"Content-Type": "application/json", **error.headers}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="Portside API"'
-    return _encode(status, body, headers)
-
-
-def _encode(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpResponse:
-    data = json.dumps(body).encode()
-    out = {"Content-Type": "application/json", **(headers or {})}
-    out["Content-Length"] = str(len(data))
-    return HttpResponse(status, out, data)
+    return json_response(status, body, headers)
 
 
 def _no_content() -> HttpResponse:
@@ -165,14 +157,14 @@ class ManagementApi:
         self, request: HttpRequest, p: Principal, _: dict[str, str]
     ) -> HttpResponse:
         records = self.service.list_registries(p)
-        return _encode(200, {"registries": [self.service.registry_json(r) for r in records]})
+        return json_response(200, {"registries": [self.service.registry_json(r) for r in records]})
 
     def create_registry(
         self, request: HttpRequest, p: Principal, _: dict[str, str]
     ) -> HttpResponse:
         body = self._fields(request, {"name", "subscription_tier_slug"}, set())
         record = self.service.create_registry(p, body["name"], body["subscription_tier_slug"])
-        return _encode(201, {"registry": self.service.registry_json(record)})
+        return json_response(201, {"registry": self.service.registry_json(record)})
 
     def validate_name(self, request: HttpRequest, p: Principal, _: dict[str, str]) -> HttpResponse:
         body = self._fields(request, {"name"}, set())
@@ -181,11 +173,11 @@ class ManagementApi:
 
     def options(self, request: HttpRequest, p: Principal, _: dict[str, str]) -> HttpResponse:
         tiers = self.service.options(p, request.query.get("registry") or None)
-        return _encode(200, {"options": {"subscription_tiers": tiers}})
+        return json_response(200, {"options": {"subscription_tiers": tiers}})
 
     def get_registry(self, request: HttpRequest, p: Principal, a: dict[str, str]) -> HttpResponse:
         record = self.service.get_registry(p, a["registry"])
-        return _encode(200, {"registry": self.service.registry_json(record)})
+        return json_response(200, {"registry": self.service.registry_json(record)})
 
     def delete_registry(
         self, request: HttpRequest, p: Principal, a: dict[str, str]
@@ -196,14 +188,14 @@ class ManagementApi:
     def get_subscription(
         self, request: HttpRequest, p: Principal, a: dict[str, str]
     ) -> HttpResponse:
-        return _encode(200, {"subscription": self.service.get_subscription(p, a["registry"])})
+        return json_response(200, {"subscription": self.service.get_subscription(p, a["registry"])})
 
     def update_subscription(
         self, request: HttpRequest, p: Principal, a: dict[str, str]
     ) -> HttpResponse:
         body = self._fields(request, {"tier_slug"}, set())
         subscription = self.service.update_subscription(p, a["registry"], body["tier_slug"])
-        return _encode(200, {"subscription": subscription})
+        return json_response(200, {"subscription": subscription})
 
     def docker_credentials(
         self, request: HttpRequest, p: Principal, a: dict[str, str]
@@ -216,7 +208,7 @@ class ManagementApi:
         config = self.service.docker_credentials(
             p, a["registry"], read_write, expiry_seconds, self._host(request)
         )
-        return _encode(200, config)
+        return json_response(200, config)
 
     # ---------------------------------------------------------------- content
 
@@ -224,7 +216,7 @@ class ManagementApi:
         self, request: HttpRequest, p: Principal, a: dict[str, str]
     ) -> HttpResponse:
         listing = self.service.list_repositories(p, a["registry"], self._page(request))
-        return _encode(200, {"repositories": listing.items, "links": listing.links()})
+        return json_response(200, {"repositories": listing.items, "links": listing.links()})
 
     def delete_repository(
         self, request: HttpRequest, p: Principal, a: dict[str, str]
@@ -234,7 +226,7 @@ class ManagementApi:
 
     def list_tags(self, request: HttpRequest, p: Principal, a: dict[str, str]) -> HttpResponse:
         listing = self.service.list_tags(p, a["registry"], a["repository"], self._page(request))
-        return _encode(200, {"tags": listing.items, "links": listing.links()})
+        return json_response(200, {"tags": listing.items, "links": listing.links()})
 
     def delete_tag(self, request: HttpRequest, p: Principal, a: dict[str, str]) -> HttpResponse:
         self.service.delete_tag(p, a["registry"], a["repository"], a["tag"])
@@ -244,7 +236,7 @@ class ManagementApi:
         listing = self.service.list_manifests(
             p, a["registry"], a["repository"], self._page(request)
         )
-        return _encode(200, {"manifests": listing.items, "links": listing.links()})
+        return json_response(200, {"manifests": listing.items, "links": listing.links()})
 
     def delete_manifest(
         self, request: HttpRequest, p: Principal, a: dict[str, str]
@@ -256,7 +248,7 @@ class ManagementApi:
 
     def list_tokens(self, request: HttpRequest, p: Principal, _: dict[str, str]) -> HttpResponse:
         listing = self.service.list_tokens(p, self._page(request))
-        return _encode(200, {"tokens": listing.items, "links": listing.links()})
+        return json_response(200, {"tokens": listing.items, "links": listing.links()})
 
     def create_token(self, request: HttpRequest, p: Principal, _: dict[str, str]) -> HttpResponse:
         body = self._fields(request, {"name", "scopes"}, {"registries", "expiry_seconds"})
@@ -264,7 +256,7 @@ class ManagementApi:
             p, body["name"], body["scopes"], body.get("registries"), body.get("expiry_seconds")
         )
         token = {**self.service.token_json(created.record), "token": created.secret}
-        return _encode(201, {"token": token})
+        return json_response(201, {"token": token})
 
     def revoke_token(self, request: HttpRequest, p: Principal, a: dict[str, str]) -> HttpResponse:
         self.service.revoke_token(p, a["token_id"])

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 @dataclass
@@ -36,3 +37,11 @@ class HttpResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpResponse:
+    """A JSON body with its Content-Type and Content-Length (the management API's)."""
+    data = json.dumps(body).encode()
+    out = {"Content-Type": "application/json", **(headers or {})}
+    out["Content-Length"] = str(len(data))
+    return HttpResponse(status, out, data)

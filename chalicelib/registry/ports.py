@@ -319,8 +319,10 @@ class CollectionStore(Protocol):
         touched_before: datetime | None,
     ) -> bool:
         """Delete an untagged manifest (and its referrer entry) if it is still the
-        revision read, no tag names it, and (online) no push touched it since
-        ``touched_before``; count it on the collection. False if any of that failed."""
+        revision read (a tag is only ever set by a push of its manifest, which writes a new
+        revision, so no tag can have come to name it since the scan) and, online, no index
+        pushed since ``touched_before`` named it; count it on the collection. False if any
+        of that failed."""
         ...
 
     def mark_blobs(self, gc_uuid: str, digests: Iterable[str]) -> None:

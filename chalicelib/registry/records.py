@@ -233,6 +233,23 @@ def new_collection_id(now: datetime) -> str:
     return str(uuid.UUID(int=value))
 
 
+# What a progress save writes of a Collection (MetadataStore.save_collection): everything
+# but the deletion counters, which only the deletions themselves add to.
+COLLECTION_PROGRESS_FIELDS = (
+    "status",
+    "phase",
+    "cursor",
+    "marks_from",
+    "wait_until",
+    "updated_at",
+    "error",
+    "repositories_scanned",
+    "manifests_scanned",
+    "blobs_scanned",
+    "objects_scanned",
+)
+
+
 @dataclass
 class Collection:
     """One garbage collection of one registry incarnation (registry.gc).
