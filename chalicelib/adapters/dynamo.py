@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar, cast
@@ -494,9 +494,12 @@ class DynamoMetadataStore:
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
         return self._delete_in_registry(repo, BlobLinkItem(repo_pk(repo), f"LINK#{digest}"))
 
-    def _delete_in_registry(self, repo: RepositoryName, item: Item) -> bool:
+    def _delete_in_registry(
+        self, repo: RepositoryName, item: Item, settings_version: int | None = None
+    ) -> bool:
         """Delete ``item`` if it exists and the registry takes writes (it is not
-        read-only for a garbage collection); False if there was nothing to delete."""
+        read-only for a garbage collection) with its rules at ``settings_version`` if given
+        (SettingsChangedError otherwise); False if there was nothing to delete."""
         labels: dict[str, list[str]] = {
             "check": ["registry"],
             "delete": ["item"],
@@ -506,11 +509,16 @@ class DynamoMetadataStore:
         try:
             with self._transaction() as tx:
                 tx.condition_check(
-                    RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                    RegistryItem,
+                    reg_pk(repo.registry),
+                    META,
+                    condition=_registry_is(repo, settings_version),
                 )
                 tx.delete(item, condition=Item.pk.exists())
         except TransactWriteError as exc:
             failed = self._why_cancelled(exc, labels, repo)
+            if "registry" in failed:
+                self._explain_registry_refusal(repo, settings_version, False, [], [])
             if "item" in failed:
                 return False
             raise ConcurrentWriteError("the deletion raced with another write; retry") from exc
@@ -581,12 +589,7 @@ class DynamoMetadataStore:
         read_in_existing = not create_repository
         blobs, children = sorted(set(record.blobs)), sorted(set(record.manifests))
         large = record.references_in_body or len(blobs) + len(children) > MAX_TOUCHED
-        registry_condition = _registry_is(repo)
-        if settings_version is not None:
-            same_rules: Condition = RegistryItem.settings_version == settings_version
-            if settings_version == 0:
-                same_rules = same_rules | RegistryItem.settings_version.does_not_exist()
-            registry_condition = registry_condition & same_rules
+        registry_condition = _registry_is(repo, settings_version)
         if large:
             registry_condition = registry_condition & RegistryItem.gc_active.does_not_exist()
         for attempt in range(RETRIES):
@@ -735,13 +738,21 @@ class DynamoMetadataStore:
         if large and item.gc_active is not None:
             raise CollectionBusyError(repo.registry, len(blobs) + len(children))
 
-    def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
+    def delete_manifest(
+        self,
+        repo: RepositoryName,
+        digest: str,
+        protected: Callable[[str], str | None] | None = None,
+        settings_version: int | None = None,
+    ) -> bool:
         """The manifest, every tag pointing at it and its referrer entry, together.
 
         The tags are read before the transaction, so it is conditional on the manifest's
         revision as read: a push of the same manifest in between (a new revision, maybe a
         new tag) cancels it and it starts over with the tags as they are then. No tag can
-        outlive the manifest it carries a copy of.
+        outlive the manifest it carries a copy of. Each time the tags are read, a tag that
+        ``protected`` names a rule for stops it (TagImmutableError), and the transaction is
+        conditional on the rules being at ``settings_version``.
         """
         for _ in range(RETRIES):
             record = self.get_manifest(repo, digest)
@@ -752,6 +763,10 @@ class DynamoMetadataStore:
                 for t in TagItem.query(repo_pk(repo), Item.sk.startswith("TAG#"))
                 if t.digest == digest
             ]
+            for t in tags:
+                refusal = protected(t.sk.removeprefix("TAG#")) if protected else None
+                if refusal is not None:
+                    raise TagImmutableError(refusal, detail={"tag": t.sk.removeprefix("TAG#")})
             # A transaction holds at most 100 items. Tags carry a copy of the manifest, so
             # any beyond what fits go first: a failure then leaves the manifest with fewer
             # tags, never a tag that still serves a deleted manifest.
@@ -770,7 +785,10 @@ class DynamoMetadataStore:
             try:
                 with self._transaction() as tx:
                     tx.condition_check(
-                        RegistryItem, reg_pk(repo.registry), META, condition=_registry_is(repo)
+                        RegistryItem,
+                        reg_pk(repo.registry),
+                        META,
+                        condition=_registry_is(repo, settings_version),
                     )
                     tx.delete(
                         ManifestItem(repo_pk(repo), f"MANIFEST#{digest}"),
@@ -786,14 +804,19 @@ class DynamoMetadataStore:
                 failed = _failed_conditions(exc, _REGISTRY_CHECK_FIRST)
                 if failed is not None and "registry" in failed:
                     self._require_live_registry(repo)
+                    self._explain_registry_refusal(repo, settings_version, False, [], [])
                 if _is_transaction_conflict(exc):
                     continue  # pushed or re-tagged meanwhile: read again
                 raise
             return True
         raise ConcurrentWriteError("the manifest kept changing while being deleted; retry")
 
-    def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
-        return self._delete_in_registry(repo, TagItem(repo_pk(repo), f"TAG#{tag}"))
+    def delete_tag(
+        self, repo: RepositoryName, tag: str, settings_version: int | None = None
+    ) -> bool:
+        return self._delete_in_registry(
+            repo, TagItem(repo_pk(repo), f"TAG#{tag}"), settings_version
+        )
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:
         condition = _after("TAG#", after, MAX_TAG_LENGTH)
@@ -1471,8 +1494,9 @@ def _repository_open() -> Condition:
     return condition
 
 
-def _registry_is(repo: RepositoryName) -> Condition:
-    """The name still names the incarnation ``repo`` was resolved to, and it is live."""
+def _registry_is(repo: RepositoryName, settings_version: int | None = None) -> Condition:
+    """The name still names the incarnation ``repo`` was resolved to, and it is live (and,
+    given ``settings_version``, its rules are still at that version)."""
     same: Condition = (
         RegistryItem.pk.exists()
         & (RegistryItem.registry_id == repo.rid)
@@ -1481,6 +1505,11 @@ def _registry_is(repo: RepositoryName) -> Condition:
         # A read-only garbage collection is running (registry.gc): no write may land.
         & (RegistryItem.read_only.does_not_exist() | (RegistryItem.read_only == False))  # noqa: E712
     )
+    if settings_version is not None:
+        same_rules: Condition = RegistryItem.settings_version == settings_version
+        if settings_version == 0:  # records older than settings have no version at all
+            same_rules = same_rules | RegistryItem.settings_version.does_not_exist()
+        same = same & same_rules
     return same
 
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -540,8 +540,7 @@ class MemoryMetadataStore:
         # the caller read the references in a repository that is gone now (deleted since).
         with self._lock:
             registry = self._live(repo)
-            if settings_version is not None and registry.settings_version != settings_version:
-                raise SettingsChangedError("the registry's rules changed; read them again")
+            self._same_rules(registry, settings_version)
             if not create_repository and not self.repository_exists(repo):
                 raise NameUnknownError(
                     f"repository {repo} was deleted while the manifest was pushed",
@@ -570,6 +569,11 @@ class MemoryMetadataStore:
                     _referrer_entry(record, record.subject)
                 )
 
+    @staticmethod
+    def _same_rules(registry: RegistryRecord, settings_version: int | None) -> None:
+        if settings_version is not None and registry.settings_version != settings_version:
+            raise SettingsChangedError("the registry's rules changed; read them again")
+
     def _touch_references(
         self, repo: RepositoryName, registry: RegistryRecord, record: ManifestRecord, now: datetime
     ) -> None:
@@ -593,24 +597,36 @@ class MemoryMetadataStore:
         for digest in children:
             known[digest].touched_at = now
 
-    def delete_manifest(self, repo: RepositoryName, digest: str) -> bool:
+    def delete_manifest(
+        self,
+        repo: RepositoryName,
+        digest: str,
+        protected: Callable[[str], str | None] | None = None,
+        settings_version: int | None = None,
+    ) -> bool:
         with self._lock:
             if digest not in self.manifests.get(_key(repo), {}):
                 return False
-            self._live(repo)
-            record = self.manifests[_key(repo)].pop(digest)
+            self._same_rules(self._live(repo), settings_version)
             tags = self.tags.get(_key(repo), {})
+            for name in sorted(t for t, r in tags.items() if r.digest == digest):
+                refusal = protected(name) if protected else None
+                if refusal is not None:
+                    raise TagImmutableError(refusal, detail={"tag": name})
+            record = self.manifests[_key(repo)].pop(digest)
             for name in [t for t, r in tags.items() if r.digest == digest]:
                 del tags[name]
             if record.subject is not None:
                 self.referrers.get(_key(repo), {}).pop((record.subject, digest), None)
             return True
 
-    def delete_tag(self, repo: RepositoryName, tag: str) -> bool:
+    def delete_tag(
+        self, repo: RepositoryName, tag: str, settings_version: int | None = None
+    ) -> bool:
         with self._lock:
             if tag not in self.tags.get(_key(repo), {}):
                 return False
-            self._live(repo)
+            self._same_rules(self._live(repo), settings_version)
             return self.tags[_key(repo)].pop(tag, None) is not None
 
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]:

@@ -3,7 +3,7 @@ in memory; the core never imports an AWS library."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -166,8 +166,22 @@ class MetadataStore(Protocol):
         are still at that version (SettingsChangedError otherwise)."""
         ...
 
-    def delete_manifest(self, repo: RepositoryName, digest: str) -> bool: ...
-    def delete_tag(self, repo: RepositoryName, tag: str) -> bool: ...
+    def delete_manifest(
+        self,
+        repo: RepositoryName,
+        digest: str,
+        protected: Callable[[str], str | None] | None = None,
+        settings_version: int | None = None,
+    ) -> bool:
+        """The manifest with its tags and referrer entry; False if there is none. A tag
+        naming it for which ``protected`` returns a message stops it (TagImmutableError
+        with that message), judged on the tags it deletes; ``settings_version``: the rules
+        are still at that version (SettingsChangedError otherwise)."""
+        ...
+
+    def delete_tag(
+        self, repo: RepositoryName, tag: str, settings_version: int | None = None
+    ) -> bool: ...
     def list_tags(self, repo: RepositoryName, after: str | None, limit: int) -> list[TagRecord]: ...
     def list_manifests(
         self, repo: RepositoryName, after: str | None, limit: int

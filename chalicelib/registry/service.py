@@ -746,21 +746,46 @@ class RegistryService:
     def delete_manifest(self, repo: RepositoryName, reference: str) -> None:
         """Delete a manifest (with its tags) or one tag, unless an immutability rule
         protects the tag, or a tag naming the manifest: DENIED, naming the rule. The rules
-        are read fresh (deletes are rare; a cached copy could be minutes old)."""
-        registry = self.store.get_registry(repo.registry)
-        settings = registry.settings if registry is not None else None
+        are read fresh (deletes are rare; a cached copy could be minutes old), and the
+        deletion is conditional on them being unchanged; the tags a manifest deletion
+        removes are judged by the store as it reads them, so a protected tag set on the
+        manifest meanwhile stops it."""
+        for attempt in range(2):
+            registry = self.store.get_registry(repo.registry)
+            if registry is None:
+                raise NameUnknownError(detail={"name": str(repo)})
+            try:
+                self._delete_reference(
+                    repo, reference, registry.settings, registry.settings_version
+                )
+                return
+            except SettingsChangedError:
+                if attempt:
+                    raise
+
+    def _delete_reference(
+        self, repo: RepositoryName, reference: str, settings: RegistrySettings, version: int
+    ) -> None:
         if is_digest(reference):
             digest = str(Digest.parse(reference))
-            if settings is not None:
-                self._refuse_immutable_digest(repo, digest, settings)
-            if not self.store.delete_manifest(repo, digest):
+
+            def protected(tag: str) -> str | None:
+                rule = settings.immutable_rule(repo.repository, tag)
+                if rule is None:
+                    return None
+                return f"manifest {digest} is tagged {tag}: " + immutable_message(repo, tag, *rule)
+
+            if not self.store.delete_manifest(repo, digest, protected, version):
                 raise ManifestUnknownError(detail={"digest": digest})
             return
         tag = validate_tag(reference)
-        rule = settings.immutable_rule(repo.repository, tag) if settings is not None else None
-        if rule is not None and self.store.get_tag(repo, tag) is not None:
-            raise TagImmutableError(immutable_message(repo, tag, *rule), detail={"tag": tag})
-        if not self.store.delete_tag(repo, tag):
+        rule = settings.immutable_rule(repo.repository, tag)
+        if rule is not None:
+            # Never deleted, so nothing can slip in between a look and a delete.
+            if self.store.get_tag(repo, tag) is not None:
+                raise TagImmutableError(immutable_message(repo, tag, *rule), detail={"tag": tag})
+            raise ManifestUnknownError(detail={"tag": reference})
+        if not self.store.delete_tag(repo, tag, version):
             raise ManifestUnknownError(detail={"tag": reference})
 
     def refuse_immutable_repository(self, repo: RepositoryName) -> None:
@@ -769,11 +794,6 @@ class RegistryService:
         registry = self.store.get_registry(repo.registry)
         if registry is not None:
             self._refuse_immutable_tags(repo, registry.settings, None)
-
-    def _refuse_immutable_digest(
-        self, repo: RepositoryName, digest: str, settings: RegistrySettings
-    ) -> None:
-        self._refuse_immutable_tags(repo, settings, digest)
 
     def _refuse_immutable_tags(
         self, repo: RepositoryName, settings: RegistrySettings, digest: str | None

@@ -9,7 +9,12 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.adapters.dynamo import MAX_REFERRER_ANNOTATIONS
-from chalicelib.registry.errors import ManifestInvalidError, NameUnknownError
+from chalicelib.registry.errors import (
+    ManifestInvalidError,
+    NameUnknownError,
+    SettingsChangedError,
+    TagImmutableError,
+)
 from chalicelib.registry.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.ports import MetadataStore
@@ -429,3 +434,38 @@ def test_reference_checks_and_batch_reads_take_more_keys_than_one_batch_read_hol
     assert refs.missing_blobs == sorted(set(wanted_blobs) - set(linked))
     assert refs.missing_manifests == sorted(set(wanted_manifests) - {c.digest for c in children})
     assert set(store.get_manifests(repo, wanted_manifests)) == {c.digest for c in children}
+
+
+def test_a_manifest_deletion_is_stopped_by_a_protected_tag_it_would_remove(
+    store: MetadataStore, repo: RepositoryName
+) -> None:
+    record = manifest("guarded")
+    store.put_manifest(repo, record, "v1", True, START)
+    # The caller looked before a tag was set; the store judges the tags it deletes.
+    with pytest.raises(TagImmutableError, match="v1 is pinned"):
+        store.delete_manifest(
+            repo, record.digest, lambda tag: f"{tag} is pinned" if tag == "v1" else None
+        )
+    assert store.get_manifest(repo, record.digest) is not None
+    assert store.get_tag(repo, "v1") is not None
+
+
+def test_deletes_judged_by_stale_rules_are_refused(
+    store: MetadataStore, registry: RegistryRecord, repo: RepositoryName
+) -> None:
+    record = manifest("rules")
+    store.put_manifest(repo, record, "v1", True, START)
+    version = live_registry(store, registry.name).settings_version
+    store.update_registry_settings(
+        registry.name,
+        registry.registry_id,
+        live_registry(store, registry.name).settings,
+        version,
+        START,
+    )
+    with pytest.raises(SettingsChangedError):
+        store.delete_tag(repo, "v1", settings_version=version)
+    with pytest.raises(SettingsChangedError):
+        store.delete_manifest(repo, record.digest, settings_version=version)
+    assert store.get_tag(repo, "v1") is not None
+    assert store.delete_tag(repo, "v1", settings_version=version + 1)
