@@ -39,6 +39,12 @@ class Settings:
     # The state machine that drives garbage collections (set by the stack; the local
     # runtime creates one in moto and interprets it).
     gc_state_machine_arn: str | None = None
+    # Garbage collection's windows (registry.gc.CollectionSettings): online mode keeps
+    # blobs younger than the grace and whatever a push touched since it began, less the
+    # clock margin; objects no record names are deleted once older than the orphan grace.
+    gc_online_grace: timedelta = timedelta(hours=1)
+    gc_clock_margin: timedelta = timedelta(minutes=5)
+    gc_orphan_grace: timedelta = timedelta(hours=1)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -58,6 +64,9 @@ class Settings:
             token_ttl=timedelta(seconds=_int("PORTSIDE_TOKEN_TTL_SECONDS", 300)),
             registry_cache_ttl=timedelta(seconds=_int("PORTSIDE_REGISTRY_CACHE_SECONDS", 30)),
             gc_state_machine_arn=env.get("PORTSIDE_GC_STATE_MACHINE_ARN") or None,
+            gc_online_grace=timedelta(seconds=_int("PORTSIDE_GC_ONLINE_GRACE_SECONDS", 3600)),
+            gc_clock_margin=timedelta(seconds=_int("PORTSIDE_GC_CLOCK_MARGIN_SECONDS", 300)),
+            gc_orphan_grace=timedelta(seconds=_int("PORTSIDE_GC_ORPHAN_GRACE_SECONDS", 3600)),
         )
 
 

@@ -82,7 +82,12 @@ def garbage_collector() -> GarbageCollector:
         store,
         blobs,
         engine,
-        CollectionSettings(wait=config.registry_cache_ttl),
+        CollectionSettings(
+            wait=config.registry_cache_ttl,
+            online_grace=config.gc_online_grace,
+            clock_margin=config.gc_clock_margin,
+            orphan_grace=config.gc_orphan_grace,
+        ),
         retention=retention_tags,
     )
 

@@ -166,6 +166,12 @@ class UnprocessableError(RegistryError):
     code = "UNPROCESSABLE"
 
 
+class UnavailableError(RegistryError):
+    """Something the request needs (another AWS service) could not be reached: 503."""
+
+    code = "UNAVAILABLE"
+
+
 class ConcurrentWriteError(RegistryError):
     """A conditional write lost a race; the client may retry."""
 

@@ -75,7 +75,7 @@ from typing import Any, Protocol
 
 from .auth import utcnow
 from .digests import Digest
-from .errors import ConflictError, NotFoundError, RegistryError, UnprocessableError
+from .errors import ConflictError, NotFoundError, UnavailableError, UnprocessableError
 from .manifests import parse_manifest
 from .names import RepositoryName
 from .policies import plan_retention
@@ -286,7 +286,10 @@ class GarbageCollector:
         except Exception as exc:
             # Nothing will drive it: end it now rather than leave the registry read-only.
             self.fail(registry.registry_id, gc.uuid, f"could not start: {exc}")
-            raise RegistryError("the garbage collection could not be started") from exc
+            raise UnavailableError(
+                "the garbage collection could not be started; try again",
+                detail={"uuid": gc.uuid},
+            ) from exc
         return gc
 
     def active(self, registry: RegistryRecord) -> Collection | None:

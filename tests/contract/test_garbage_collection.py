@@ -22,6 +22,7 @@ from chalicelib.registry.errors import (
     ConflictError,
     GarbageCollectionRunningError,
     ManifestBlobUnknownError,
+    UnavailableError,
 )
 from chalicelib.registry.gc import CollectionSettings, GarbageCollector
 from chalicelib.registry.manifests import OCI_INDEX, OCI_MANIFEST
@@ -488,3 +489,19 @@ def test_online_a_blob_uploaded_again_after_it_was_unlinked_is_kept(world: World
     assert final.status == GC_SUCCEEDED
     assert world.has_blob(layer)
     assert world.store.get_blob_link(app, layer) is not None
+
+
+def test_a_collection_the_engine_cannot_start_fails_and_frees_the_registry(world: World) -> None:
+    class Down:
+        def start(self, registry_id: str, gc_uuid: str) -> None:
+            raise ConnectionError("states.us-east-1.amazonaws.com unreachable")
+
+    collector = GarbageCollector(world.store, world.blobs, Down(), clock=world.clock)
+    with pytest.raises(UnavailableError) as refused:
+        collector.start(world.fresh(), GC_BOTH)
+    assert refused.value.status == 503
+    registry = world.fresh()
+    assert registry.gc_active is None and not registry.read_only
+    gc = world.store.list_collections(world.registry.registry_id, None, 10)[0]
+    assert gc.status == "failed" and "could not start" in (gc.error or "")
+    world.image(world.repo("app"), "v1", b"pushes go on")  # not left read-only
