@@ -18,7 +18,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry
     with start_registry(
         tmp_path_factory.mktemp("race-server"),
         registry="race-bootstrap",
-        extra_env={"PORTSIDE_PART_SIZE": str(PART_SIZE)},
+        extra_env={
+            "PORTSIDE_PART_SIZE": str(PART_SIZE),
+            # Garbage collection at its most aggressive (test_gc_stress): read-only
+            # collections wait 1 s for cached records, online ones keep nothing for its
+            # youth. Objects without a record still get a grace: a single-request upload
+            # writes its bytes before the commit that names them.
+            "PORTSIDE_REGISTRY_CACHE_SECONDS": "1",
+            "PORTSIDE_GC_ONLINE_GRACE_SECONDS": "0",
+            "PORTSIDE_GC_CLOCK_MARGIN_SECONDS": "0",
+            "PORTSIDE_GC_ORPHAN_GRACE_SECONDS": "30",
+        },
     ) as running:
         yield running
 
