@@ -296,7 +296,9 @@ class DynamoMetadataStore:
         condition = _after("REPO#", after, MAX_NAME_LENGTH)
         if condition is None:
             return []
-        items = Item.query(rid_pk(registry_id), condition, limit=limit)
+        # Consistent: garbage collection lists repositories to find every manifest that
+        # committed before it began (registry.gc); a catalog page costs one read unit more.
+        items = Item.query(rid_pk(registry_id), condition, limit=limit, consistent_read=True)
         return [i.sk.removeprefix("REPO#") for i in items]
 
     def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
@@ -1140,7 +1142,7 @@ class DynamoMetadataStore:
             return []
         return [
             _blob_record(i.sk.removeprefix("LINK#"), i)
-            for i in BlobLinkItem.query(repo_pk(repo), condition, limit=limit)
+            for i in BlobLinkItem.query(repo_pk(repo), condition, limit=limit, consistent_read=True)
         ]
 
     def get_registry_blobs(self, registry_id: str, digests: Sequence[str]) -> dict[str, BlobRecord]:

@@ -104,7 +104,11 @@ class MetadataStore(Protocol):
 
     # repositories
     def repository_exists(self, repo: RepositoryName) -> bool: ...
-    def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]: ...
+    def list_repositories(self, registry_id: str, after: str | None, limit: int) -> list[str]:
+        """Repository names in order, after ``after``; strongly consistent (garbage
+        collection relies on seeing every repository created before it began)."""
+        ...
+
     def count_repository(self, repo: RepositoryName) -> tuple[int, int]:
         """(tag count, manifest count)"""
         ...
@@ -370,9 +374,10 @@ class CollectionStore(Protocol):
         left for ``gc_delete_link``; its bytes for the caller."""
         ...
 
-    def list_links(
-        self, repo: RepositoryName, after: str | None, limit: int
-    ) -> list[BlobRecord]: ...
+    def list_links(self, repo: RepositoryName, after: str | None, limit: int) -> list[BlobRecord]:
+        """The repository's blob links in digest order (strongly consistent)."""
+        ...
+
     def get_registry_blobs(self, registry_id: str, digests: Sequence[str]) -> dict[str, BlobRecord]:
         """The registry's records of ``digests`` that exist (one consistent batch read)."""
         ...
