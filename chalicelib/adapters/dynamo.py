@@ -306,7 +306,9 @@ class DynamoMetadataStore:
         manifests = Item.count(repo_pk(repo), Item.sk.startswith("MANIFEST#"))
         return tags, manifests
 
-    def delete_repository(self, repo: RepositoryName) -> bool:
+    def delete_repository(
+        self, repo: RepositoryName, protected: Callable[[str], str | None] | None = None
+    ) -> bool:
         """Its manifests, tags, referrer entries and blob links, then the repository and
         its count. Blobs stay in the registry until garbage collection.
 
@@ -340,6 +342,26 @@ class DynamoMetadataStore:
             break
         else:
             raise ConcurrentWriteError("repository deletion raced with other writers; retry")
+        if protected is not None:
+            # Marked: no push can set a tag now, so these are all the tags that would go.
+            for tag in TagItem.query(
+                repo_pk(repo),
+                Item.sk.startswith("TAG#"),
+                consistent_read=True,
+                attributes_to_get=["pk", "sk"],
+            ):
+                name = tag.sk.removeprefix("TAG#")
+                refusal = protected(name)
+                if refusal is not None:
+                    try:  # the repository stays, open to pushes again
+                        RepositoryItem(*_repository_key(repo)).update(
+                            actions=[RepositoryItem.deleting.remove()],
+                            condition=RepositoryItem.deleting == True,  # noqa: E712
+                        )
+                    except UpdateError as exc:
+                        if not _is_condition_failure(exc):
+                            raise
+                    raise TagImmutableError(refusal, detail={"tag": name})
         with Item.batch_write() as batch:
             for item in Item.query(repo_pk(repo), attributes_to_get=["pk", "sk"]):
                 batch.delete(item)

@@ -421,11 +421,17 @@ class MemoryMetadataStore:
         with self._lock:
             return len(self.tags.get(_key(repo), {})), len(self.manifests.get(_key(repo), {}))
 
-    def delete_repository(self, repo: RepositoryName) -> bool:
+    def delete_repository(
+        self, repo: RepositoryName, protected: Callable[[str], str | None] | None = None
+    ) -> bool:
         with self._lock:
             if not self.repository_exists(repo):
                 return False
             record = self._live(repo)
+            for name in sorted(self.tags.get(_key(repo), {})):
+                refusal = protected(name) if protected else None
+                if refusal is not None:
+                    raise TagImmutableError(refusal, detail={"tag": name})
             self.repositories[repo.rid].discard(repo.repository)
             record.repository_count -= 1
             for table in self._repository_tables():

@@ -44,7 +44,6 @@ API_ERRORS: dict[str, tuple[int, str]] = {
     "MANIFEST_INVALID": (422, "unprocessable_entity"),
     "DIGEST_INVALID": (422, "unprocessable_entity"),
     "TOOMANYREQUESTS": (429, "too_many_requests"),
-    "UNAVAILABLE": (503, "service_unavailable"),
 }
 MAX_BODY = 64 * 1024
 

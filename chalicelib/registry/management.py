@@ -358,8 +358,7 @@ class ManagementService:
     def delete_repository(self, principal: Principal, registry: str, repository: str) -> None:
         self._require_write(principal)
         repo = self._repo(principal, registry, repository)
-        self.registry.refuse_immutable_repository(repo)  # its immutable tags would go too
-        if not self.store.delete_repository(repo):
+        if not self.registry.delete_repository(repo):  # refused if a tag in it is immutable
             raise NotFoundError(f"repository {repository!r} not found in {registry!r}")
 
     def list_tags(

@@ -113,7 +113,13 @@ class MetadataStore(Protocol):
         """(tag count, manifest count)"""
         ...
 
-    def delete_repository(self, repo: RepositoryName) -> bool: ...
+    def delete_repository(
+        self, repo: RepositoryName, protected: Callable[[str], str | None] | None = None
+    ) -> bool:
+        """Delete the repository with everything in it; False if there is none. Once it
+        is marked (no push can add a tag any more), a tag for which ``protected`` returns
+        a message stops it (TagImmutableError) and the mark is taken back."""
+        ...
 
     # blobs
     def get_blob_link(self, repo: RepositoryName, digest: str) -> BlobRecord | None: ...

@@ -769,13 +769,8 @@ class RegistryService:
         if is_digest(reference):
             digest = str(Digest.parse(reference))
 
-            def protected(tag: str) -> str | None:
-                rule = settings.immutable_rule(repo.repository, tag)
-                if rule is None:
-                    return None
-                return f"manifest {digest} is tagged {tag}: " + immutable_message(repo, tag, *rule)
-
-            if not self.store.delete_manifest(repo, digest, protected, version):
+            guard = _immutability_guard(repo, settings, f"manifest {digest}")
+            if not self.store.delete_manifest(repo, digest, guard, version):
                 raise ManifestUnknownError(detail={"digest": digest})
             return
         tag = validate_tag(reference)
@@ -788,37 +783,15 @@ class RegistryService:
         if not self.store.delete_tag(repo, tag, version):
             raise ManifestUnknownError(detail={"tag": reference})
 
-    def refuse_immutable_repository(self, repo: RepositoryName) -> None:
-        """DENIED if the repository holds a tag an immutability rule protects (deleting
-        the repository would delete it). Reads the rules fresh."""
+    def delete_repository(self, repo: RepositoryName) -> bool:
+        """Delete the repository and everything in it, unless a tag in it is protected by
+        an immutability rule (DENIED naming it). The store judges the tags once the
+        repository is marked for deletion, when no push can add one any more."""
         registry = self.store.get_registry(repo.registry)
-        if registry is not None:
-            self._refuse_immutable_tags(repo, registry.settings, None)
-
-    def _refuse_immutable_tags(
-        self, repo: RepositoryName, settings: RegistrySettings, digest: str | None
-    ) -> None:
-        """DENIED if a tag an immutability rule protects names ``digest`` (deleting the
-        manifest would delete the tag), or with no digest, if there is any such tag.
-        Lists the tags only when a rule covers the repository at all."""
-        if not any(r.matches_repository(repo.repository) for r in settings.immutability_rules):
-            return
-        after: str | None = None
-        while True:
-            tags = self.store.list_tags(repo, after, 1000)
-            for t in tags:
-                if digest is not None and t.digest != digest:
-                    continue
-                rule = settings.immutable_rule(repo.repository, t.tag)
-                if rule is not None:
-                    holder = f"manifest {digest} is" if digest else f"repository {repo} is"
-                    raise TagImmutableError(
-                        f"{holder} tagged {t.tag}: " + immutable_message(repo, t.tag, *rule),
-                        detail={"tag": t.tag, "digest": t.digest},
-                    )
-            if len(tags) < 1000:
-                return
-            after = tags[-1].tag
+        guard = (
+            _immutability_guard(repo, registry.settings, f"repository {repo}") if registry else None
+        )
+        return self.store.delete_repository(repo, guard)
 
     # ------------------------------------------------------------------ discovery
 
@@ -872,6 +845,23 @@ class RegistryService:
             if len(names) > limit:
                 break
         return Page(names[:limit], len(names) > limit)
+
+
+def _immutability_guard(
+    repo: RepositoryName, settings: RegistrySettings, what: str
+) -> Callable[[str], str | None] | None:
+    """For a store deleting tags along with ``what``: the refusal for a tag an
+    immutability rule protects (None for the others); None when no rule covers ``repo``."""
+    if not any(r.matches_repository(repo.repository) for r in settings.immutability_rules):
+        return None
+
+    def protected(tag: str) -> str | None:
+        rule = settings.immutable_rule(repo.repository, tag)
+        if rule is None:
+            return None
+        return f"{what} is tagged {tag}: " + immutable_message(repo, tag, *rule)
+
+    return protected
 
 
 def _holder(read: UploadSession, advanced: UploadSession) -> str | None:

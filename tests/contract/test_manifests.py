@@ -469,3 +469,16 @@ def test_deletes_judged_by_stale_rules_are_refused(
         store.delete_manifest(repo, record.digest, settings_version=version)
     assert store.get_tag(repo, "v1") is not None
     assert store.delete_tag(repo, "v1", settings_version=version + 1)
+
+
+def test_a_repository_holding_a_protected_tag_is_not_deleted_and_stays_open(
+    store: MetadataStore, repo: RepositoryName
+) -> None:
+    store.put_manifest(repo, manifest("kept"), "v1", True, START)
+    with pytest.raises(TagImmutableError, match="v1 is pinned"):
+        store.delete_repository(repo, lambda tag: f"{tag} is pinned" if tag == "v1" else None)
+    assert store.repository_exists(repo)
+    assert store.get_tag(repo, "v1") is not None
+    store.put_manifest(repo, manifest("after"), "v2", False, START)  # not left marked
+    assert store.delete_repository(repo, lambda tag: None)
+    assert not store.repository_exists(repo)
