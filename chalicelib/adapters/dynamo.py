@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -425,7 +427,7 @@ class DynamoMetadataStore:
         blob_exists, repo_exists = exists, True
         repo_flipped = False
         link_key = key
-        for _ in range(RETRIES):
+        for attempt in range(RETRIES):
             labels: dict[str, list[str]] = {"check": [], "delete": [], "put": [], "update": []}
             blob_key = (rid_pk(repo.rid), f"BLOB#{digest}")
             repo_key = _repository_key(repo)
@@ -511,6 +513,8 @@ class DynamoMetadataStore:
                     # is being deleted or raced: read what it is.
                     repo_exists = self._repository_state(repo) if repo_flipped else not repo_exists
                     repo_flipped = True
+                if "conflict" in failed:
+                    _back_off(attempt)
                 continue
             return not blob_exists
         raise ConcurrentWriteError("blob commit raced with other writers; retry")
@@ -742,6 +746,8 @@ class DynamoMetadataStore:
                             f"it cannot also be {record.media_type}",
                             detail={"digest": record.digest},
                         ) from exc
+                if "conflict" in failed:
+                    _back_off(attempt)
                 continue  # the repository guess was wrong, or a conflict: try again
             return
         raise ConcurrentWriteError("manifest push raced with other writers; retry")
@@ -1780,6 +1786,14 @@ def _collection_record(item: CollectionItem) -> Collection:
         cancel_requested=bool(item.cancel_requested),
         version=int(item.version or 0),
     )
+
+
+def _back_off(attempt: int) -> None:
+    """Before retrying a transaction DynamoDB cancelled for a conflict with a concurrent
+    one (pushes into a registry share its record, and images share base layers, whose
+    records a manifest push touches): a short, jittered wait, so that the retries of racing
+    pushes do not collide again in lockstep."""
+    time.sleep(random.uniform(0, 0.02 * 2**attempt))
 
 
 def _is_condition_failure(exc: Exception) -> bool:
