@@ -22,6 +22,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.registry.digests import Digest
 from chalicelib.registry.errors import (
     AccountSuspendedError,
     BlobUploadInvalidError,
@@ -52,6 +53,7 @@ from chalicelib.registry.records import (
     UploadSession,
 )
 from chalicelib.registry.rules import DueSchedule, RegistrySettings
+from chalicelib.registry.service import manifest_key
 
 from .dynamo_models import (
     META,
@@ -74,9 +76,9 @@ from .dynamo_models import (
 
 # Optimistic writes re-read and retry this many times when a condition lost a race.
 RETRIES = 4
-# A transaction holds at most 100 items; a manifest push writes up to 5 of its own, and
+# A transaction holds at most 100 items; a manifest push writes up to 6 of its own, and
 # touches each blob and child manifest it references (registry.gc) in the rest.
-MAX_TOUCHED = 95
+MAX_TOUCHED = 94
 
 
 def reg_pk(registry: str) -> str:
@@ -674,6 +676,21 @@ class DynamoMetadataStore:
                             ),
                         )
                         labels["put"].append("tag")
+                    if record.body is None and record.revision is not None:
+                        # The body's own key: named for the orphan sweep while this
+                        # revision is the manifest's (see named_keys).
+                        body_key = manifest_key(
+                            repo.rid, Digest.parse(record.digest), record.revision
+                        )
+                        tx.save(
+                            BlobKeyItem(
+                                rid_pk(repo.rid),
+                                f"KEY#{body_key}",
+                                digest=record.digest,
+                                repository=repo.repository,
+                            )
+                        )
+                        labels["put"].append("body")
                     if record.subject is not None:
                         tx.save(
                             ReferrerItem(
@@ -1222,21 +1239,45 @@ class DynamoMetadataStore:
         return True
 
     def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:
-        """Keys in the key index, and content addresses (records from before keys were
-        kept) whose blob record names no other key."""
+        """Keys in the key index (a large manifest's body only while its revision is the
+        manifest's), and content addresses whose blob record names no other key. Bodies
+        stored before revisions were in their keys are always named."""
         content = f"registries/{registry_id}/blobs/sha256/"
-        lookups: dict[tuple[str, str], str] = {}
+        bodies = f"registries/{registry_id}/manifests/"
+        records: dict[tuple[str, str], str] = {}  # blob records, for content addresses
+        indexed: dict[tuple[str, str], str] = {}  # key index entries
+        named: set[str] = set()
         for key in keys:
             if key.startswith(content):
-                lookups[(rid_pk(registry_id), f"BLOB#sha256:{key[len(content) :]}")] = key
+                records[(rid_pk(registry_id), f"BLOB#sha256:{key[len(content) :]}")] = key
+            elif key.startswith(bodies) and key[len(bodies) :].count("/") < 2:
+                named.add(key)  # an older body, without a revision: left alone
             else:
-                lookups[(rid_pk(registry_id), f"KEY#{key}")] = key
-        named: set[str] = set()
-        for item in RegistryBlobItem.batch_get(list(lookups), consistent_read=True):
-            if item.sk.startswith("BLOB#") and item.key is not None:
-                continue  # the record names another key: the content address is unowned
-            named.add(lookups[(item.pk, item.sk)])
+                indexed[(rid_pk(registry_id), f"KEY#{key}")] = key
+        for record in RegistryBlobItem.batch_get(list(records), consistent_read=True):
+            if record.key is None:  # the record names no other key: the content address
+                named.add(records[(record.pk, record.sk)])
+        manifests: dict[tuple[str, str], tuple[str, str]] = {}  # manifest item -> key, revision
+        for item in BlobKeyItem.batch_get(list(indexed), consistent_read=True):
+            key = indexed[(item.pk, item.sk)]
+            if item.repository is not None:
+                manifest = (f"REPO#{registry_id}/{item.repository}", f"MANIFEST#{item.digest}")
+                manifests[manifest] = (key, key.rsplit("/", 1)[1])
+            else:
+                named.add(key)
+        if manifests:
+            for found in ManifestItem.batch_get(
+                list(manifests), consistent_read=True, attributes_to_get=["pk", "sk", "revision"]
+            ):
+                key, revision = manifests[(found.pk, found.sk)]
+                if found.revision == revision:
+                    named.add(key)
         return named
+
+    def forget_keys(self, registry_id: str, keys: Sequence[str]) -> None:
+        with BlobKeyItem.batch_write() as batch:
+            for key in keys:
+                batch.delete(BlobKeyItem(rid_pk(registry_id), f"KEY#{key}"))
 
     def live_uploads(self, upload_ids: Sequence[str]) -> set[str]:
         keys = [(f"UPLOAD#{u}", META) for u in sorted(set(upload_ids))]

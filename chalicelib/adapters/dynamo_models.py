@@ -14,7 +14,7 @@ conditional on ``REG#<name>`` still naming that id, live.
   REPO#<registry id>/<repo> MANIFEST#<digest>            manifest (body inline if small)
   REPO#<registry id>/<repo> TAG#<tag>                    tag -> digest (lexical order = sk order)
   REPO#<registry id>/<repo> REFERRER#<subject>#<digest>  referrer descriptor, by subject
-  RID#<registry id>         KEY#<s3 key>                 the blob record naming that key (GC)
+  RID#<registry id>         KEY#<s3 key>                 the blob (or manifest) naming that key (GC)
   RID#<registry id>         GC#<uuid>                    a garbage collection (uuids sort by age)
   GCMARK#<collection uuid>  B#<digest>                   a blob a kept manifest references (TTL)
   RID#<registry id>         SCHEDULE#GC                  its GC schedule's next run
@@ -117,10 +117,13 @@ class RegistryBlobItem(Item):
 
 
 class BlobKeyItem(Item):
-    """The blob record naming an S3 key, written with the record: how the orphan sweep
-    tells an object someone owns from one nobody does, by key, with a consistent read."""
+    """The record naming an S3 key, written with it: how the orphan sweep tells an object
+    someone owns from one nobody does, by key, with a consistent read. For a blob, the
+    blob record (``digest``); for a large manifest's body, the manifest of ``repository``
+    whose revision is the key's last segment."""
 
     digest = UnicodeAttribute()
+    repository = UnicodeAttribute(null=True)
 
 
 class CollectionItem(Item):

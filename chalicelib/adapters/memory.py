@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.registry.digests import Digest
 from chalicelib.registry.errors import (
     AccountSuspendedError,
     BlobUploadInvalidError,
@@ -42,11 +43,12 @@ from chalicelib.registry.records import (
     UploadSession,
 )
 from chalicelib.registry.rules import DueSchedule, RegistrySettings
+from chalicelib.registry.service import manifest_key, stored_key
 
 MIN_PART = 5 * 1024 * 1024
 # As the DynamoDB store: a manifest push touches what it references in its transaction,
 # which holds at most 100 items; one naming more is fenced differently (see dynamo).
-MAX_TOUCHED = 95
+MAX_TOUCHED = 94
 
 
 def _etag(data: bytes) -> str:
@@ -826,14 +828,27 @@ class MemoryMetadataStore:
             return True
 
     def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:
-        from chalicelib.registry.service import stored_key
-
+        bodies = f"registries/{registry_id}/manifests/"
         with self._lock:
             named = {
                 stored_key(registry_id, b)
                 for b in self.registry_blobs.get(registry_id, {}).values()
             }
-            return {k for k in keys if k in named}
+            for (rid, _), manifests in self.manifests.items():
+                if rid == registry_id:
+                    named.update(
+                        manifest_key(rid, Digest.parse(m.digest), m.revision)
+                        for m in manifests.values()
+                        if m.body is None
+                    )
+            return {
+                k
+                for k in keys
+                if k in named or (k.startswith(bodies) and k[len(bodies) :].count("/") < 2)
+            }
+
+    def forget_keys(self, registry_id: str, keys: Sequence[str]) -> None:
+        """Nothing to forget: this store derives what names a key from the records."""
 
     def live_uploads(self, upload_ids: Sequence[str]) -> set[str]:
         with self._lock:

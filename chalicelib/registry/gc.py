@@ -522,7 +522,8 @@ class GarbageCollector:
             return list(record.blobs), list(record.manifests)
         body = record.body
         if body is None:
-            body = self.blobs.get_object(manifest_key(repo.rid, Digest.parse(record.digest)))
+            key = manifest_key(repo.rid, Digest.parse(record.digest), record.revision)
+            body = self.blobs.get_object(key)
         parsed = parse_manifest(body, record.media_type)
         return parsed.required_blob_digests, parsed.child_manifest_digests
 
@@ -612,8 +613,9 @@ class GarbageCollector:
                 return seen
 
     def _sweep_objects(self, gc: Collection, registry: RegistryRecord) -> StepOutcome:
-        prefix = f"registries/{registry.registry_id}/blobs/"
-        uploads_prefix = prefix + "uploads/"
+        # Blob bytes, and the bodies of manifests too large for their items.
+        prefix = f"registries/{registry.registry_id}/"
+        uploads_prefix = prefix + "blobs/uploads/"
         old = self._clock() - self.settings.orphan_grace
         work = 0
         while work < self.settings.budget:
@@ -635,6 +637,7 @@ class GarbageCollector:
             for key in orphans:
                 self.blobs.delete_object(key)
             if orphans:
+                self.store.forget_keys(registry.registry_id, orphans)
                 self.store.count_orphans_deleted(registry.registry_id, gc.uuid, len(orphans))
                 gc.objects_deleted += len(orphans)
             gc.objects_scanned += len(objects)

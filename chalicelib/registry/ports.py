@@ -401,7 +401,13 @@ class CollectionStore(Protocol):
         ...
 
     def named_keys(self, registry_id: str, keys: Sequence[str]) -> set[str]:
-        """Those of ``keys`` that a blob record of the registry names."""
+        """Those of ``keys`` that a record of the registry names: a blob record, or a
+        manifest whose current revision is the one a large body's key ends with. Bodies
+        stored before revisions were part of their keys count as named."""
+        ...
+
+    def forget_keys(self, registry_id: str, keys: Sequence[str]) -> None:
+        """Drop the key index entries of objects found unnamed and deleted."""
         ...
 
     def live_uploads(self, upload_ids: Sequence[str]) -> set[str]:

@@ -117,8 +117,13 @@ def stored_key(registry_id: str, record: BlobRecord) -> str:
     return record.key or blob_key(registry_id, Digest.parse(record.digest))
 
 
-def manifest_key(registry_id: str, digest: Digest) -> str:
-    return f"registries/{registry_id}/manifests/{digest.algorithm}/{digest.hex}"
+def manifest_key(registry_id: str, digest: Digest, revision: str | None = None) -> str:
+    """Where a manifest too large for its item keeps its body: a key of that push's own
+    (its revision), so a push of the same manifest never rewrites an object another push
+    wrote, and one that no manifest item's revision names is garbage (registry.gc).
+    Without a revision: where bodies lived before they had revisions."""
+    base = f"registries/{registry_id}/manifests/{digest.algorithm}/{digest.hex}"
+    return f"{base}/{revision}" if revision is not None else base
 
 
 def upload_prefix(registry_id: str, upload_id: str) -> str:
@@ -613,7 +618,13 @@ class RegistryService:
     def manifest_body(self, repo: RepositoryName, record: ManifestRecord) -> bytes:
         if record.body is not None:
             return record.body
-        return self.blobs.get_object(manifest_key(repo.rid, Digest.parse(record.digest)))
+        revision = record.revision
+        if revision is None:  # a tag's copy of a large manifest: the manifest names its key
+            full = self.store.get_manifest(repo, record.digest)
+            if full is None:
+                raise ManifestUnknownError(detail={"digest": record.digest})
+            revision = full.revision
+        return self.blobs.get_object(manifest_key(repo.rid, Digest.parse(record.digest), revision))
 
     def put_manifest(
         self,
@@ -680,8 +691,10 @@ class RegistryService:
             + ITEM_OVERHEAD
         )
         inline = item_size <= limit
+        revision = uuid.uuid4().hex
         if not inline:
-            self.blobs.put_object(manifest_key(repo.rid, Digest.parse(parsed.digest)), body)
+            key = manifest_key(repo.rid, Digest.parse(parsed.digest), revision)
+            self.blobs.put_object(key, body)
         record = ManifestRecord(
             digest=parsed.digest,
             media_type=parsed.media_type,
@@ -696,7 +709,7 @@ class RegistryService:
             artifact_type=parsed.artifact_type,
             annotations=parsed.annotations,
             created_at=self._clock(),
-            revision=uuid.uuid4().hex,
+            revision=revision,
         )
         self._save_manifest(repo, record, tag, not refs.repository_exists, registry)
         return parsed

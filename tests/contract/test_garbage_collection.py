@@ -18,6 +18,7 @@ import pytest
 from chalicelib.adapters.dynamo import DynamoMetadataStore
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
 from chalicelib.adapters.s3 import S3BlobStore
+from chalicelib.registry.digests import Digest
 from chalicelib.registry.errors import (
     ConflictError,
     GarbageCollectionRunningError,
@@ -37,7 +38,12 @@ from chalicelib.registry.records import (
     Collection,
     RegistryRecord,
 )
-from chalicelib.registry.service import RegistryService, ServiceSettings, stored_key
+from chalicelib.registry.service import (
+    RegistryService,
+    ServiceSettings,
+    manifest_key,
+    stored_key,
+)
 from tests.integration.conftest import BUCKET, Aws
 
 from .helpers import unique
@@ -581,3 +587,54 @@ def test_a_collection_the_engine_cannot_start_fails_and_frees_the_registry(world
     gc = world.store.list_collections(world.registry.registry_id, None, 10)[0]
     assert gc.status == "failed" and "could not start" in (gc.error or "")
     world.image(world.repo("app"), "v1", b"pushes go on")  # not left read-only
+
+
+def test_bodies_of_large_manifests_go_when_no_manifest_names_them(world: World) -> None:
+    """A manifest too large for its item keeps its body in an object of its push's own:
+    the body of a manifest deleted, or superseded by a push of the same manifest, is an
+    object no record names, and goes; the body a kept manifest names stays."""
+    app = world.repo("app")
+    world.service.settings = ServiceSettings(manifest_inline_limit=8 * 1024)
+    pad = "x" * 10_000  # pushes the manifest over the (lowered) inline limit
+    config = world.blob(app, b'{"os":"linux","pad":1}')
+    layer = world.blob(app, b"layer of large manifests")
+
+    def large(tag: str | None, n: int) -> str:
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {**config, "mediaType": "application/vnd.oci.image.config.v1+json"},
+            "layers": [layer],
+            "annotations": {"pad": pad, "n": str(n)},
+        }
+        return world.put(app, tag, doc, OCI_MANIFEST)
+
+    kept = large("kept", 1)
+    large("kept", 1)  # the same manifest again: a new revision, a new body object
+    doomed = large("doomed", 2)
+    world.service.delete_manifest(app, "doomed")
+    rid = world.registry.registry_id
+    bodies = lambda: {  # noqa: E731
+        o.key for o in world.blobs.list_objects(f"registries/{rid}/manifests/", None, 100)
+    }
+    assert len(bodies()) == 3
+    collector = GarbageCollector(
+        world.store,
+        world.blobs,
+        world.engine,
+        CollectionSettings(wait=timedelta(0), orphan_grace=timedelta(hours=-1), page=3, budget=4),
+        clock=world.clock,
+    )
+    gc = collector.start(world.fresh(), GC_BOTH)
+    for _ in range(200):
+        if collector.step(rid, gc.uuid).done:
+            break
+    record = world.store.get_manifest(app, kept)
+    assert record is not None and record.body is None
+    left = bodies()
+    assert left == {manifest_key(rid, Digest.parse(kept), record.revision)}
+    assert doomed not in world.manifests(app)
+    # and the kept one is still served, by tag and by digest
+    for reference in ("kept", kept):
+        resolved = world.service.resolve_manifest(app, reference)
+        assert hashlib.sha256(world.service.manifest_body(app, resolved)).hexdigest() == kept[7:]

@@ -586,7 +586,8 @@ def test_upload_key_layout_is_inside_the_upload_role_and_manifests_are_not() -> 
     digest = Digest.parse("sha256:" + "a" * 64)
     for key in (upload_data_prefix("r1", "u1") + "data", upload_prefix("r1", "u1") + "tail-0"):
         assert any(fnmatchcase(key, p) for p in patterns), key
-    assert not any(fnmatchcase(manifest_key("r1", digest), p) for p in patterns)
+    for key in (manifest_key("r1", digest), manifest_key("r1", digest, "rev1")):
+        assert not any(fnmatchcase(key, p) for p in patterns), key
 
 
 def test_upload_host_urls(synths: dict[str, Synth]) -> None:

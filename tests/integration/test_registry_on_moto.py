@@ -249,7 +249,7 @@ def test_manifest_larger_than_300_kb_round_trips_through_s3(
     record = store.get_manifest(repo, sha256(body))
     assert record is not None
     assert record.body is None
-    key = manifest_key(repo.rid, Digest.parse(sha256(body)))
+    key = manifest_key(repo.rid, Digest.parse(sha256(body)), record.revision)
     assert aws.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
     resolved = service.resolve_manifest(repo, "big")
     assert service.manifest_body(repo, resolved) == body
