@@ -212,7 +212,8 @@ def test_manifest_above_the_inline_limit_lives_in_the_blob_store_byte_exact(
     record = store.get_manifest(repo, sha256(body))
     assert record is not None
     assert record.body is None
-    assert blobs.objects[manifest_key(rid(REGISTRY), Digest.parse(sha256(body)), record.revision)] == body
+    key = manifest_key(rid(REGISTRY), Digest.parse(sha256(body)), record.revision)
+    assert blobs.objects[key] == body
     resolved = service.resolve_manifest(repo, "big")
     assert service.manifest_body(repo, resolved) == body
 
