@@ -1257,21 +1257,25 @@ class DynamoMetadataStore:
         for record in RegistryBlobItem.batch_get(list(records), consistent_read=True):
             if record.key is None:  # the record names no other key: the content address
                 named.add(records[(record.pk, record.sk)])
-        manifests: dict[tuple[str, str], tuple[str, str]] = {}  # manifest item -> key, revision
+        # Manifest item -> its body keys in this page: one per revision pushed, so
+        # several keys (the current body and superseded ones) can share one item.
+        manifests: dict[tuple[str, str], list[str]] = {}
         for item in BlobKeyItem.batch_get(list(indexed), consistent_read=True):
             key = indexed[(item.pk, item.sk)]
             if item.repository is not None:
                 manifest = (f"REPO#{registry_id}/{item.repository}", f"MANIFEST#{item.digest}")
-                manifests[manifest] = (key, key.rsplit("/", 1)[1])
+                manifests.setdefault(manifest, []).append(key)
             else:
                 named.add(key)
         if manifests:
             for found in ManifestItem.batch_get(
                 list(manifests), consistent_read=True, attributes_to_get=["pk", "sk", "revision"]
             ):
-                key, revision = manifests[(found.pk, found.sk)]
-                if found.revision == revision:
-                    named.add(key)
+                named.update(
+                    key
+                    for key in manifests[(found.pk, found.sk)]
+                    if key.rsplit("/", 1)[1] == found.revision
+                )
         return named
 
     def forget_keys(self, registry_id: str, keys: Sequence[str]) -> None:

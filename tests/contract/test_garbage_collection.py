@@ -638,3 +638,32 @@ def test_bodies_of_large_manifests_go_when_no_manifest_names_them(world: World) 
     for reference in ("kept", kept):
         resolved = world.service.resolve_manifest(app, reference)
         assert hashlib.sha256(world.service.manifest_body(app, resolved)).hexdigest() == kept[7:]
+
+
+def test_only_the_current_revisions_body_is_named_whatever_order_keys_come_in(
+    world: World,
+) -> None:
+    """Each push of a large manifest names a body of its own; pushed three times, the
+    manifest has three body keys under one record, and only the last is named, however
+    the keys are ordered in the page the sweep asks about."""
+    app = world.repo("app")
+    world.service.settings = ServiceSettings(manifest_inline_limit=8 * 1024)
+    config = world.blob(app, b'{"os":"linux","revisions":1}')
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {**config, "mediaType": "application/vnd.oci.image.config.v1+json"},
+        "layers": [],
+        "annotations": {"pad": "x" * 10_000},
+    }
+    for _ in range(3):
+        digest = world.put(app, "v1", doc, OCI_MANIFEST)
+    rid = world.registry.registry_id
+    keys = [o.key for o in world.blobs.list_objects(f"registries/{rid}/manifests/", None, 100)]
+    record = world.store.get_manifest(app, digest)
+    assert record is not None and record.revision is not None
+    current = manifest_key(rid, Digest.parse(digest), record.revision)
+    assert len(keys) == 3 and current in keys
+    stale = [k for k in keys if k != current]
+    for page in ([current, *stale], [*stale, current], [stale[0], current, stale[1]]):
+        assert world.store.named_keys(rid, page) == {current}
