@@ -1635,6 +1635,7 @@ def _registry_record(item: RegistryItem) -> RegistryRecord:
         suspended=bool(item.suspended),
         settings=RegistrySettings.from_stored(item.settings),
         settings_version=int(item.settings_version or 0),
+        egress_capped_month=item.egress_capped_month,
     )
 
 

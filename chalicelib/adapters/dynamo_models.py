@@ -96,6 +96,8 @@ class RegistryItem(Item):
     # relied on a cached copy are conditional on it (absent on records older than it: 0).
     settings = JSONAttribute(null=True)
     settings_version = NumberAttribute(default=0)
+    # The month the metering found it over its plan's transfer cap (registry.metering).
+    egress_capped_month = UnicodeAttribute(null=True)
 
 
 class GcScheduleItem(Item):

@@ -33,6 +33,21 @@ class Tier:
             "storage_overage_price_in_cents": self.storage_overage_price_in_cents,
         }
 
+    @property
+    def storage_limit(self) -> int | None:
+        """The storage a push may not exceed; None where overage is billed instead."""
+        return None if self.allow_storage_overage else self.included_storage_bytes
+
+    @property
+    def repository_limit(self) -> int | None:
+        """The number of repositories a push may not exceed; None: unlimited."""
+        return self.included_repositories or None
+
+    @property
+    def transfer_cap(self) -> int | None:
+        """The month's outbound bytes beyond which pulls are refused; None: no cap."""
+        return self.included_bandwidth_bytes if self.bandwidth_hard_cap else None
+
     def ineligibility(self, repository_count: int, storage_bytes: int) -> list[str]:
         """Why a registry with this usage cannot be on this tier (empty: it can)."""
         reasons = []
@@ -51,3 +66,20 @@ TIERS: dict[str, Tier] = {
         Tier("professional", "Professional", 2000, 0, 100 * GIB, 100 * GIB, True, 2, False),
     )
 }
+
+
+def tier(slug: str) -> Tier:
+    """The tier a registry record names (records from before tiers were checked: the
+    professional one)."""
+    return TIERS.get(slug, TIERS["professional"])
+
+
+# Crossing these fractions (in percent) of a limit publishes an event (registry.alerts).
+THRESHOLDS = (80, 100)
+
+
+def threshold_level(used: int, limit: int | None) -> int:
+    """The highest threshold ``used`` has reached of ``limit`` (0: none, or no limit)."""
+    if not limit:
+        return 0
+    return max((t for t in THRESHOLDS if used * 100 >= limit * t), default=0)

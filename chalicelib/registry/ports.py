@@ -3,9 +3,9 @@ in memory; the core never imports an AWS library."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from .names import RepositoryName
 from .records import (
@@ -16,10 +16,13 @@ from .records import (
     ManifestRecord,
     PendingMultipart,
     RegistryRecord,
+    StorageSnapshot,
     StoredObject,
     TagRecord,
     TokenRecord,
+    TrafficCounts,
     UploadSession,
+    UsageMonth,
 )
 from .rules import DueSchedule, RegistrySettings
 
@@ -415,3 +418,44 @@ class CollectionStore(Protocol):
         ...
 
     def count_orphans_deleted(self, registry_id: str, gc_uuid: str, count: int) -> None: ...
+
+
+class UsageStore(Protocol):
+    """Usage counters and storage snapshots, keyed by registry id (they outlive the
+    registry: a deleted registry is still billed for its days)."""
+
+    def add_traffic(
+        self,
+        registry_id: str,
+        month: str,
+        source: str,
+        counts: TrafficCounts,
+        registry: RegistryRecord | None = None,
+    ) -> bool:
+        """Add ``counts`` to the registry's month once per ``source`` (a log object's
+        identity): the marker and the counters are one transaction, so a log object
+        processed twice, or a crash between registries, counts each registry once. False
+        if ``source`` was counted already. ``registry`` (if known) names the month."""
+        ...
+
+    def get_usage_month(self, registry_id: str, month: str) -> UsageMonth | None: ...
+
+    def put_snapshot(self, snapshot: StorageSnapshot) -> None:
+        """Write (or overwrite: the latest of a day wins) the day's snapshot, and name the
+        month's usage after the registry."""
+        ...
+
+    def list_snapshots(self, registry_id: str, month: str) -> list[StorageSnapshot]:
+        """The month's snapshots, by day."""
+        ...
+
+    def list_usage_months(self, month: str, after: str | None, limit: int) -> list[UsageMonth]:
+        """Every registry with traffic or a snapshot in ``month``, by registry id (the
+        billing export's rows)."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Publishes domain events (EventBridge on AWS): quota thresholds crossed, etc."""
+
+    def publish(self, detail_type: str, detail: Mapping[str, Any]) -> None: ...

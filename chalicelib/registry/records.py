@@ -48,6 +48,10 @@ class RegistryRecord:
     # conditional on the version it saw (MetadataStore.put_manifest).
     settings: RegistrySettings = field(default_factory=RegistrySettings)
     settings_version: int = 0
+    # The month ("YYYY-MM") in which the metering found the registry over its plan's hard
+    # transfer cap (registry.metering): pulls are refused while it is the current month and
+    # the plan still caps transfer (an upgrade lifts it at once).
+    egress_capped_month: str | None = None
 
 
 @dataclass
@@ -315,3 +319,45 @@ class PendingMultipart:
     key: str
     multipart_id: str
     initiated: datetime
+
+
+# ---------------------------------------------------------------------------- usage
+
+
+@dataclass(frozen=True)
+class TrafficCounts:
+    """What one log object says one registry did in one month (registry.metering)."""
+
+    egress_bytes: int = 0  # bytes sent to clients by S3 (and CloudFront) for its objects
+    pulls: int = 0  # manifest GETs answered 200
+    pushes: int = 0  # manifest PUTs answered 201
+
+
+@dataclass
+class UsageMonth:
+    """One registry's traffic counters for one month ("YYYY-MM"), summed over every log
+    object metered so far. Keyed by the registry's id: it outlives the registry, which is
+    billed for the days it existed."""
+
+    registry_id: str
+    month: str
+    registry_name: str | None = None
+    account_id: str | None = None
+    egress_bytes: int = 0
+    pulls: int = 0
+    pushes: int = 0
+
+
+@dataclass(frozen=True)
+class StorageSnapshot:
+    """A registry's storage as the daily snapshot found it (registry.billing): GiB-months
+    are the mean of a month's snapshots; the plan of the day prices that day."""
+
+    registry_id: str
+    day: str  # "YYYY-MM-DD" (UTC)
+    registry_name: str
+    account_id: str
+    plan: str
+    storage_bytes: int
+    repository_count: int
+    taken_at: datetime | None = None
