@@ -536,23 +536,29 @@ class DynamoMetadataStore:
             "put": [],
             "update": [],
         }
-        try:
-            with self._transaction() as tx:
-                tx.condition_check(
-                    RegistryItem,
-                    reg_pk(repo.registry),
-                    META,
-                    condition=_registry_is(repo, settings_version),
-                )
-                tx.delete(item, condition=Item.pk.exists())
-        except TransactWriteError as exc:
-            failed = self._why_cancelled(exc, labels, repo)
-            if "registry" in failed:
-                self._explain_registry_refusal(repo, settings_version, False, [], [])
-            if "item" in failed:
-                return False
-            raise ConcurrentWriteError("the deletion raced with another write; retry") from exc
-        return True
+        for attempt in range(RETRIES):
+            try:
+                with self._transaction() as tx:
+                    tx.condition_check(
+                        RegistryItem,
+                        reg_pk(repo.registry),
+                        META,
+                        condition=_registry_is(repo, settings_version),
+                    )
+                    tx.delete(item, condition=Item.pk.exists())
+            except TransactWriteError as exc:
+                failed = self._why_cancelled(exc, labels, repo)
+                if "registry" in failed:
+                    self._explain_registry_refusal(repo, settings_version, False, [], [])
+                if "item" in failed:
+                    return False
+                # The registry refused and, read again, gives no reason: it changed in
+                # between (a read-only collection ended); or a conflict. Either way the
+                # delete may simply be tried again.
+                _back_off(attempt)
+                continue
+            return True
+        raise ConcurrentWriteError("the deletion raced with another write; retry")
 
     # ------------------------------------------------------------ manifests and tags
 

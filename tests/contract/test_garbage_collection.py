@@ -297,6 +297,31 @@ def test_a_read_only_collection_refuses_writes_until_it_ends(world: World) -> No
     assert world.service.resolve_manifest(app, "v2")
 
 
+def test_a_tag_delete_refused_by_a_collection_that_ends_before_the_re_read_is_retried(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete's transaction fails on the read-only registry; by the time the store
+    reads the registry again to say why, the collection has ended: the delete is tried
+    again and succeeds (it answered 429 before, which no client expects from a delete)."""
+    if isinstance(world.store, MemoryMetadataStore):
+        pytest.skip("the in-memory store checks and deletes under one lock: no window")
+    app = world.repo("app")
+    world.image(app, "v1", b"layer")
+    gc = world.collector.start(world.fresh(), GC_BOTH)
+    re_read = world.store._require_live_registry
+    ended: list[Collection] = []
+
+    def collection_ends_first(repo: RepositoryName) -> None:
+        if not ended:
+            ended.append(world.run(gc))
+        re_read(repo)
+
+    monkeypatch.setattr(world.store, "_require_live_registry", collection_ends_first)
+    world.service.delete_manifest(app, "v1")
+    assert [c.status for c in ended] == [GC_SUCCEEDED]
+    assert world.store.get_tag(app, "v1") is None
+
+
 PHASES = ("begin", "wait", "scan", "links", "blobs", "objects", "uploads")
 
 
