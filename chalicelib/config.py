@@ -45,6 +45,15 @@ class Settings:
     gc_online_grace: timedelta = timedelta(hours=1)
     gc_clock_margin: timedelta = timedelta(minutes=5)
     gc_orphan_grace: timedelta = timedelta(hours=1)
+    # Where the blob bucket's S3 server access logs (s3-access/) and CloudFront's standard
+    # logs (cloudfront/) are delivered and metered from (registry.metering).
+    log_bucket: str = "portside-blobs-logs"
+    # Billing (registry.billing): where exports are written (None: the blob bucket), and
+    # how late access logs may arrive; a month is final that long after it ends.
+    export_bucket: str | None = None
+    billing_log_delay: timedelta = timedelta(hours=48)
+    # The EventBridge bus that quota threshold events go to (registry.alerts).
+    event_bus: str = "default"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +76,11 @@ class Settings:
             gc_online_grace=timedelta(seconds=_int("PORTSIDE_GC_ONLINE_GRACE_SECONDS", 3600)),
             gc_clock_margin=timedelta(seconds=_int("PORTSIDE_GC_CLOCK_MARGIN_SECONDS", 300)),
             gc_orphan_grace=timedelta(seconds=_int("PORTSIDE_GC_ORPHAN_GRACE_SECONDS", 3600)),
+            log_bucket=env.get("PORTSIDE_LOG_BUCKET")
+            or env.get("PORTSIDE_BUCKET", "portside-blobs") + "-logs",
+            export_bucket=env.get("PORTSIDE_EXPORT_BUCKET") or None,
+            billing_log_delay=timedelta(hours=_int("PORTSIDE_BILLING_LOG_DELAY_HOURS", 48)),
+            event_bus=env.get("PORTSIDE_EVENT_BUS") or "default",
         )
 
 

@@ -8,16 +8,22 @@ from urllib.parse import urlsplit
 from .adapters.dynamo import DynamoMetadataStore
 from .adapters.dynamo_accounts import DynamoAccountStore
 from .adapters.dynamo_models import bind_table
+from .adapters.dynamo_usage import DynamoUsageStore
+from .adapters.events import EventBridgePublisher, events_client
 from .adapters.s3 import S3BlobStore, s3_client
 from .adapters.stepfunctions import StepFunctionsEngine, stepfunctions_client
 from .api.routes import ManagementApi
 from .config import Settings, settings
 from .http.v2 import V2Api
 from .registry.accounts import AccountService
-from .registry.auth import Authenticator, RegistryTokens, UploadCapability
+from .registry.alerts import QuotaWatch
+from .registry.auth import Authenticator, RegistryTokens, UploadCapability, utcnow
+from .registry.billing import BillingExport, StorageSnapshots, UsageCalculator
 from .registry.gc import CollectionSettings, GarbageCollector, retention_tags
 from .registry.management import ManagementService
+from .registry.metering import Metering
 from .registry.policies import ScheduledCollections
+from .registry.quotas import StorageReconciler
 from .registry.service import RegistryService, ServiceSettings
 
 
@@ -66,7 +72,11 @@ def management_api() -> ManagementApi:
     host = urlsplit(config.public_url).netloc if config.public_url else None
     accounts = AccountService(DynamoAccountStore(), registry.store, v2_api().auth)
     return ManagementApi(
-        service, registry_host=host, accounts=accounts, collector=garbage_collector()
+        service,
+        registry_host=host,
+        accounts=accounts,
+        collector=garbage_collector(),
+        billing=billing_export(),
     )
 
 
@@ -93,7 +103,67 @@ def garbage_collector() -> GarbageCollector:
 
 
 @lru_cache(maxsize=1)
+def usage_store() -> DynamoUsageStore:
+    """Traffic counters and storage snapshots (registry.metering, registry.billing)."""
+    _stores()  # binds the table's models to the configured table
+    return DynamoUsageStore()
+
+
+@lru_cache(maxsize=1)
+def storage_reconciler() -> StorageReconciler:
+    """Recounts registries' storage and repositories (the reconcile-storage schedule)."""
+    store, _ = _stores()
+    return StorageReconciler(store, DynamoAccountStore(), utcnow)
+
+
+@lru_cache(maxsize=1)
+def log_reader() -> S3BlobStore:
+    """The log bucket: S3 server access logs and CloudFront logs to meter."""
+    config = settings()
+    return S3BlobStore(config.log_bucket, s3_client(config.aws_endpoint_url, config.region))
+
+
+@lru_cache(maxsize=1)
+def metering() -> Metering:
+    """Meters log objects into usage counters (meter-access-logs, meter-api-logs)."""
+    store, _ = _stores()
+    return Metering(usage_store(), store, event_publisher())
+
+
+@lru_cache(maxsize=1)
 def scheduled_collections() -> ScheduledCollections:
     """Starts the registries' scheduled garbage collections (EventBridge, every 15 min)."""
     store, _ = _stores()
     return ScheduledCollections(store, garbage_collector())
+
+
+@lru_cache(maxsize=1)
+def event_publisher() -> EventBridgePublisher:
+    """Domain events (quota thresholds crossed) on the configured EventBridge bus."""
+    config = settings()
+    return EventBridgePublisher(
+        events_client(config.aws_endpoint_url, config.region), config.event_bus
+    )
+
+
+@lru_cache(maxsize=1)
+def quota_watch() -> QuotaWatch:
+    """Publishes threshold crossings of registry records (the quota-watch stream Lambda)."""
+    return QuotaWatch(event_publisher())
+
+
+@lru_cache(maxsize=1)
+def billing_export() -> BillingExport:
+    """Usage figures and billing exports (registry.billing) into the export bucket."""
+    config = settings()
+    store, blobs = _stores()
+    calculator = UsageCalculator(store, usage_store(), config.billing_log_delay)
+    exports = S3BlobStore(config.export_bucket or config.bucket, blobs.client)
+    return BillingExport(calculator, exports)
+
+
+@lru_cache(maxsize=1)
+def storage_snapshots() -> StorageSnapshots:
+    """Today's storage snapshot of every live registry (the snapshot-storage schedule)."""
+    store, _ = _stores()
+    return StorageSnapshots(DynamoAccountStore(), store, usage_store())

@@ -22,6 +22,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.registry import quotas
 from chalicelib.registry.digests import Digest
 from chalicelib.registry.errors import (
     AccountSuspendedError,
@@ -38,6 +39,7 @@ from chalicelib.registry.errors import (
     TagImmutableError,
 )
 from chalicelib.registry.names import MAX_NAME_LENGTH, RepositoryName
+from chalicelib.registry.plans import tier
 from chalicelib.registry.records import (
     COLLECTION_PROGRESS_FIELDS,
     GC_CANCELLING,
@@ -56,6 +58,7 @@ from chalicelib.registry.rules import DueSchedule, RegistrySettings
 from chalicelib.registry.service import manifest_key
 
 from .dynamo_models import (
+    IDENTITY,
     META,
     BlobKeyItem,
     BlobLinkItem,
@@ -67,6 +70,7 @@ from .dynamo_models import (
     ReferenceProbe,
     ReferrerItem,
     RegistryBlobItem,
+    RegistryIdentityItem,
     RegistryItem,
     RepositoryItem,
     TagItem,
@@ -163,10 +167,17 @@ class DynamoMetadataStore:
             subscription_created_at=record.subscription_created_at or record.created_at,
             subscription_updated_at=record.subscription_updated_at or record.created_at,
         )
+        # With its identity item, at once (get_registry_by_id: the metering knows ids only).
+        identity = RegistryIdentityItem(
+            rid_pk(record.registry_id), IDENTITY, registry_name=record.name
+        )
         try:
-            item.save(condition=RegistryItem.pk.does_not_exist())
-        except PutError as exc:
-            if _is_condition_failure(exc):
+            with self._transaction() as tx:
+                tx.save(item, condition=RegistryItem.pk.does_not_exist())
+                tx.save(identity)
+        except TransactWriteError as exc:
+            labels = {"check": [], "delete": [], "put": ["registry", "id"], "update": []}
+            if "registry" in (_failed_conditions(exc, labels) or ()):
                 raise ValueError(f"registry {record.name!r} already exists") from exc
             raise
 
@@ -231,11 +242,91 @@ class DynamoMetadataStore:
         )
         return True
 
-    def update_subscription(self, name: str, plan: str, now: datetime) -> None:
-        RegistryItem(reg_pk(name), META).update(
-            actions=[RegistryItem.plan.set(plan), RegistryItem.subscription_updated_at.set(now)],
-            condition=RegistryItem.pk.exists(),
+    def get_registry_by_id(self, registry_id: str) -> RegistryRecord | None:
+        identity = _get(RegistryIdentityItem, rid_pk(registry_id), IDENTITY)
+        if identity is None:
+            return None
+        record = self.get_registry(identity.registry_name)
+        return record if record is not None and record.registry_id == registry_id else None
+
+    def ensure_registry_identity(self, record: RegistryRecord) -> None:
+        if _get(RegistryIdentityItem, rid_pk(record.registry_id), IDENTITY) is None:
+            # An id is never reused, so the item can only ever name this record's name.
+            RegistryIdentityItem(
+                rid_pk(record.registry_id), IDENTITY, registry_name=record.name
+            ).save()
+
+    def set_egress_capped(self, name: str, registry_id: str, month: str) -> None:
+        try:
+            RegistryItem(reg_pk(name), META).update(
+                actions=[RegistryItem.egress_capped_month.set(month)],
+                # The month order is part of the write: a late log of an earlier month,
+                # metered at the same time as a later one, never replaces the later flag.
+                condition=RegistryItem.pk.exists()
+                & (RegistryItem.registry_id == registry_id)
+                & (
+                    RegistryItem.egress_capped_month.does_not_exist()
+                    | (RegistryItem.egress_capped_month < month)
+                ),
+            )
+        except UpdateError as exc:
+            if not _is_condition_failure(exc):
+                raise
+
+    def update_subscription(self, seen: RegistryRecord, plan: str, now: datetime) -> bool:
+        # The same limits a commit checks, on the counters as they are when this lands: a
+        # downgrade and a push racing it end as one of the two serial orders.
+        condition: Condition = RegistryItem.registry_id == seen.registry_id
+        limits = tier(plan)
+        if limits.storage_limit is not None:
+            condition &= RegistryItem.storage_bytes <= limits.storage_limit
+        if limits.repository_limit is not None:
+            condition &= RegistryItem.repository_count <= limits.repository_limit
+        try:
+            RegistryItem(reg_pk(seen.name), META).update(
+                actions=[
+                    RegistryItem.plan.set(plan),
+                    RegistryItem.subscription_updated_at.set(now),
+                ],
+                condition=condition,
+            )
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def correct_usage(
+        self, seen: RegistryRecord, storage_bytes: int, repository_count: int, now: datetime
+    ) -> bool:
+        """Set the counters to a recount's result if the record is still the live
+        incarnation ``seen`` with exactly its counters and storage time (every storage
+        change sets that time, so a commit since the read fails this); False otherwise."""
+        stamped: Condition = (
+            RegistryItem.storage_updated_at == seen.storage_updated_at
+            if seen.storage_updated_at is not None
+            else RegistryItem.storage_updated_at.does_not_exist()
         )
+        condition: Condition = (
+            (RegistryItem.registry_id == seen.registry_id)
+            & _registry_live()
+            & (RegistryItem.storage_bytes == seen.storage_bytes)
+            & (RegistryItem.repository_count == seen.repository_count)
+            & stamped
+        )
+        actions: list[Action] = [
+            RegistryItem.storage_bytes.set(storage_bytes),
+            RegistryItem.repository_count.set(repository_count),
+        ]
+        if storage_bytes != seen.storage_bytes:
+            actions.append(RegistryItem.storage_updated_at.set(now))
+        try:
+            RegistryItem(reg_pk(seen.name), META).update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     def get_token_by_hash(self, token_hash: str) -> TokenRecord | None:
         item = _get(TokenItem, f"TOKEN#{token_hash}", META)
@@ -472,12 +563,14 @@ class DynamoMetadataStore:
                     if not repo_exists:
                         counters.append(RegistryItem.repository_count.add(1))
                     # Every write asserts that the registry is live, so nothing lands in a
-                    # registry whose content is being purged.
+                    # registry whose content is being purged; what it adds must fit under
+                    # the plan's hard limits (registry.quotas).
+                    room = _within_limits(0 if blob_exists else size, 0 if repo_exists else 1)
                     if counters:
                         tx.update(
                             RegistryItem(reg_pk(repo.registry), META),
                             actions=counters,
-                            condition=live,
+                            condition=live if room is None else live & room,
                         )
                         labels["update"].append("registry")
                     else:
@@ -515,11 +608,52 @@ class DynamoMetadataStore:
                     # is being deleted or raced: read what it is.
                     repo_exists = self._repository_state(repo) if repo_flipped else not repo_exists
                     repo_flipped = True
+                if "registry" in failed and not failed & {"blob", "repo"}:
+                    # Live and writable (or _why_cancelled raised): no room under the plan's
+                    # limits, unless a guess was wrong after all (a concurrent push stored
+                    # the blob or created the repository) or the counters moved since.
+                    blob_exists, repo_exists, link_key = self._room_for_commit(
+                        repo, digest, size, blob_exists, repo_exists, link_key
+                    )
                 if "conflict" in failed:
                     _back_off(attempt)
                 continue
             return not blob_exists
         raise ConcurrentWriteError("blob commit raced with other writers; retry")
+
+    def _room_for_commit(
+        self,
+        repo: RepositoryName,
+        digest: str,
+        size: int,
+        blob_exists: bool,
+        repo_exists: bool,
+        link_key: str | None,
+    ) -> tuple[bool, bool, str | None]:
+        """After a commit's registry condition failed on a live registry: raise the quota
+        refusal if the registry, read now, has no room for what the commit adds; else the
+        guesses for the retry (blob exists, repository exists, the link's key)."""
+        guesses = blob_exists, repo_exists, link_key
+        item = _get(RegistryItem, reg_pk(repo.registry), META, consistent_read=True)
+        if item is None:
+            return guesses
+        registry = _registry_record(item)
+        new_bytes = 0 if blob_exists else size
+        new_repositories = 0 if repo_exists else 1
+        if new_bytes and quotas.storage_exceeded(registry, new_bytes):
+            # A cancellation's reasons need not name every failed condition: before refusing
+            # a blob for the room it takes, make sure the registry does not hold it.
+            held = _get(RegistryBlobItem, rid_pk(repo.rid), f"BLOB#{digest}", consistent_read=True)
+            if held is not None:
+                return True, repo_exists, held.key
+        if (
+            new_repositories
+            and quotas.repositories_exceeded(registry, new_repositories)
+            and self._repository_state(repo)
+        ):
+            return blob_exists, True, link_key
+        quotas.check_commit(registry, new_bytes, new_repositories)
+        return guesses  # there is room now (a collection freed some, or an upgrade)
 
     def unlink_blob(self, repo: RepositoryName, digest: str) -> bool:
         return self._delete_in_registry(repo, BlobLinkItem(repo_pk(repo), f"LINK#{digest}"))
@@ -716,10 +850,14 @@ class DynamoMetadataStore:
                             condition=Item.pk.does_not_exist(),
                         )
                         labels["put"].append("repo")
+                        # One more repository must fit under the plan (registry.quotas).
+                        room = _within_limits(0, 1)
                         tx.update(
                             RegistryItem(reg_pk(repo.registry), META),
                             actions=[RegistryItem.repository_count.add(1)],
-                            condition=registry_condition,
+                            condition=(
+                                registry_condition if room is None else registry_condition & room
+                            ),
                         )
                         labels["update"].append("registry")
                     else:
@@ -748,9 +886,12 @@ class DynamoMetadataStore:
             except TransactWriteError as exc:
                 failed = self._why_cancelled(exc, labels, repo)
                 if "registry" in failed:
-                    # Live and writable (or _why_cancelled raised): the rules changed, or a
-                    # collection runs while this push is too big to fence.
-                    self._explain_registry_refusal(repo, settings_version, large, blobs, children)
+                    # Live and writable (or _why_cancelled raised): the rules changed, a
+                    # collection runs while this push is too big to fence, or the plan has
+                    # no room for the repository it creates.
+                    self._explain_registry_refusal(
+                        repo, settings_version, large, blobs, children, int(create_repository)
+                    )
                 gone = sorted(f for f in failed if f.startswith(("blob:", "child:")))
                 if gone:
                     raise ManifestBlobUnknownError(
@@ -782,6 +923,7 @@ class DynamoMetadataStore:
         large: bool,
         blobs: Sequence[str],
         children: Sequence[str],
+        new_repositories: int = 0,
     ) -> None:
         item = _get(RegistryItem, reg_pk(repo.registry), META, consistent_read=True)
         if item is None:
@@ -790,6 +932,14 @@ class DynamoMetadataStore:
             raise SettingsChangedError("the registry's rules changed; read them again")
         if large and item.gc_active is not None:
             raise CollectionBusyError(repo.registry, len(blobs) + len(children))
+        registry = _registry_record(item)
+        if (
+            new_repositories
+            and quotas.repositories_exceeded(registry, new_repositories)
+            # A concurrent push may have created it (then the retry needs no room).
+            and not self._repository_state(repo)
+        ):
+            raise quotas.repository_refusal(registry)
 
     def delete_manifest(
         self,
@@ -1592,6 +1742,38 @@ def _registry_is(repo: RepositoryName, settings_version: int | None = None) -> C
             same_rules = same_rules | RegistryItem.settings_version.does_not_exist()
         same = same & same_rules
     return same
+
+
+def _within_limits(new_bytes: int, new_repositories: int) -> Condition | None:
+    """The registry's counters leave room for ``new_bytes`` more storage and
+    ``new_repositories`` more repositories under its plan's hard limits (registry.quotas);
+    None if nothing limits that much.
+
+    The condition names every limited plan rather than the plan the caller saw, so it is
+    judged on the plan the record has when the transaction commits: an upgrade during a
+    push needs no re-read, and the limit holds exactly however many pushes commit at once
+    (each one's counter update is in the same transaction as what it counts). DynamoDB
+    cannot subtract in a condition: the room is computed here (``limit - new``)."""
+    limited: list[tuple[str, Condition]] = []
+    for plan in quotas.limited_tiers():
+        room: Condition | None = None
+        if new_bytes and plan.storage_limit is not None:
+            room = RegistryItem.storage_bytes <= plan.storage_limit - new_bytes
+        if new_repositories and plan.repository_limit is not None:
+            more: Condition = RegistryItem.repository_count <= (
+                plan.repository_limit - new_repositories
+            )
+            room = more if room is None else room & more
+        if room is not None:
+            limited.append((plan.slug, room))
+    if not limited:
+        return None
+    condition: Condition = RegistryItem.plan.does_not_exist() | ~RegistryItem.plan.is_in(
+        *(slug for slug, _ in limited)
+    )
+    for slug, room in limited:
+        condition = condition | ((RegistryItem.plan == slug) & room)
+    return condition
 
 
 def _blob_stored_at(key: str | None) -> Condition:

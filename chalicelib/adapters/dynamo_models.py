@@ -18,6 +18,8 @@ conditional on ``REG#<name>`` still naming that id, live.
   RID#<registry id>         GC#<uuid>                    a garbage collection (uuids sort by age)
   GCMARK#<collection uuid>  B#<digest>                   a blob a kept manifest references (TTL)
   RID#<registry id>         SCHEDULE#GC                  its GC schedule's next run
+  RID#<registry id>         IDENTITY                     the name it was created under
+  USAGE#<registry id>       MONTH# / DAY# / SRC#...      usage, outliving the registry (below)
   UPLOAD#<id>               #META                        upload session (TTL)
   TOKEN#<sha256 of secret>  #META                        API token
 
@@ -29,6 +31,7 @@ GSI1 (gsi1pk / gsi1sk) gives the cross-partition views:
   UPLOADS             <expires_at>#<id>        upload sessions by expiry (cleanup)
   TOKENS#<account>    <token_id>               tokens of an account
   GCSCHEDULES         <next run>#<registry id> scheduled collections by next run
+  USAGEMONTH#<month>  <registry id>            registries with usage in a month (billing)
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 META = "#META"
+IDENTITY = "IDENTITY"
 
 
 class Gsi1(GlobalSecondaryIndex["Item"]):
@@ -256,6 +260,46 @@ class TokenItem(Item):
     suspended = BooleanAttribute(null=True)
 
 
+class RegistryIdentityItem(Item):
+    """RID#<registry id> / IDENTITY: the name an incarnation was created under, written with
+    the registry record, so that what knows only the id (the metering, from an S3 key) can
+    find the record: its name's record, if that still holds this id. Purged with the
+    registry (it is under RID#)."""
+
+    registry_name = UnicodeAttribute()
+
+
+# Usage (registry.metering, registry.billing; dynamo_usage): under USAGE#<registry id>, not
+# RID#/REG#, so that purging a deleted registry leaves what it is still billed for.
+#   USAGE#<registry id>  MONTH#YYYY-MM             traffic counters (ADD), the month's names
+#   USAGE#<registry id>  DAY#YYYY-MM-DD            the day's storage snapshot (last one wins)
+#   USAGE#<registry id>  SRC#YYYY-MM#<source>      a log object counted for that month (TTL)
+# GSI1: USAGEMONTH#YYYY-MM / <registry id>: every registry with usage in a month (billing).
+
+
+class UsageMonthItem(Item):
+    egress_bytes = NumberAttribute(null=True)
+    pulls = NumberAttribute(null=True)
+    pushes = NumberAttribute(null=True)
+    registry_name = UnicodeAttribute(null=True)
+    account_id = UnicodeAttribute(null=True)
+
+
+class StorageSnapshotItem(Item):
+    registry_name = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    plan = UnicodeAttribute()
+    storage_bytes = NumberAttribute()
+    repository_count = NumberAttribute()
+    taken_at = UTCDateTimeAttribute(null=True)
+
+
+class UsageSourceItem(Item):
+    """Idempotency marker: gone by TTL long after its log object could be delivered again."""
+
+    ttl = TTLAttribute(null=True)
+
+
 ALL_MODELS: tuple[type[Item], ...] = (
     Item,
     RegistryItem,
@@ -272,6 +316,10 @@ ALL_MODELS: tuple[type[Item], ...] = (
     ReferrerItem,
     UploadItem,
     TokenItem,
+    RegistryIdentityItem,
+    UsageMonthItem,
+    StorageSnapshotItem,
+    UsageSourceItem,
 )
 
 

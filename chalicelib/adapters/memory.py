@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.registry import quotas
 from chalicelib.registry.digests import Digest
 from chalicelib.registry.errors import (
     AccountSuspendedError,
@@ -28,6 +29,7 @@ from chalicelib.registry.errors import (
 )
 from chalicelib.registry.gc import collectable
 from chalicelib.registry.names import RepositoryName
+from chalicelib.registry.plans import tier
 from chalicelib.registry.records import (
     COLLECTION_PROGRESS_FIELDS,
     GC_CANCELLING,
@@ -368,11 +370,60 @@ class MemoryMetadataStore:
             del self.registries[name]
             return True
 
-    def update_subscription(self, name: str, plan: str, now: datetime) -> None:
+    def get_registry_by_id(self, registry_id: str) -> RegistryRecord | None:
+        # The DynamoDB store reads an identity item; a scan is as good here.
         with self._lock:
-            record = self.registries[name]
+            for record in self.registries.values():
+                if record.registry_id == registry_id:
+                    return replace(record)
+            return None
+
+    def ensure_registry_identity(self, record: RegistryRecord) -> None:
+        """Nothing to write: get_registry_by_id scans the records here."""
+
+    def set_egress_capped(self, name: str, registry_id: str, month: str) -> None:
+        with self._lock:
+            record = self.registries.get(name)
+            if (
+                record is not None
+                and record.registry_id == registry_id
+                and (record.egress_capped_month or "") < month
+            ):
+                record.egress_capped_month = month
+
+    def correct_usage(
+        self, seen: RegistryRecord, storage_bytes: int, repository_count: int, now: datetime
+    ) -> bool:
+        with self._lock:
+            record = self.registries.get(seen.name)
+            if (
+                record is None
+                or record.deleting
+                or record.registry_id != seen.registry_id
+                or record.storage_bytes != seen.storage_bytes
+                or record.repository_count != seen.repository_count
+                or record.storage_updated_at != seen.storage_updated_at
+            ):
+                return False
+            if storage_bytes != record.storage_bytes:
+                record.storage_updated_at = now
+            record.storage_bytes, record.repository_count = storage_bytes, repository_count
+            return True
+
+    def update_subscription(self, seen: RegistryRecord, plan: str, now: datetime) -> bool:
+        limits = tier(plan)
+        with self._lock:
+            record = self.registries.get(seen.name)
+            if record is None or record.registry_id != seen.registry_id:
+                return False
+            storage, repositories = limits.storage_limit, limits.repository_limit
+            if (storage is not None and record.storage_bytes > storage) or (
+                repositories is not None and record.repository_count > repositories
+            ):
+                return False
             record.plan = plan
             record.subscription_updated_at = now
+            return True
 
     def get_token_by_hash(self, token_hash: str) -> TokenRecord | None:
         with self._lock:
@@ -480,9 +531,14 @@ class MemoryMetadataStore:
                         "the upload was completed or changed by a concurrent request",
                         detail={"upload": upload_id},
                     )
-                del self.uploads[upload_id]
             blobs = self.registry_blobs.setdefault(repo.rid, {})
             new = digest not in blobs
+            # Refused before anything changes, as the DynamoDB transaction's condition.
+            quotas.check_commit(
+                record, size if new else 0, 0 if self.repository_exists(repo) else 1
+            )
+            if upload_id is not None:
+                del self.uploads[upload_id]
             if new:
                 blobs[digest] = BlobRecord(digest, size, now, key)
                 record.storage_bytes += size
@@ -565,6 +621,8 @@ class MemoryMetadataStore:
                 current = self.tags.get(_key(repo), {}).get(tag)
                 if current is not None and current.digest != record.digest:
                     raise TagImmutableError(f"tag {tag} of {repo} is immutable")
+            if not self.repository_exists(repo):
+                quotas.check_commit(registry, 0, 1)
             self._touch_references(repo, registry, record, now)
             self._create_repository(repo)
             self.manifests.setdefault(_key(repo), {})[record.digest] = _stored_manifest(record)

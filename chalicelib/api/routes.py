@@ -12,12 +12,14 @@ from urllib.parse import unquote, urlsplit
 from chalicelib.api.accounts import ACCOUNT_ROUTES
 from chalicelib.api.collections import COLLECTION_ROUTES
 from chalicelib.api.policies import POLICY_ROUTES
+from chalicelib.api.usage import USAGE_ROUTES
 from chalicelib.http.messages import HttpRequest, HttpResponse, json_response
 from chalicelib.http.routing import Route, match_route, route
 from chalicelib.http.telemetry import logger, record_request
 from chalicelib.registry import untrusted_json
 from chalicelib.registry.accounts import AccountService
 from chalicelib.registry.auth import Principal
+from chalicelib.registry.billing import BillingExport
 from chalicelib.registry.errors import (
     BadRequestError,
     RegistryError,
@@ -72,7 +74,9 @@ class ManagementApi:
         registry_host: str | None = None,
         accounts: AccountService | None = None,
         collector: GarbageCollector | None = None,
+        billing: BillingExport | None = None,
     ) -> None:
+        self.billing = billing  # usage and billing exports (api/usage.py)
         self.accounts = accounts  # the operator's /api/v1/accounts (api/accounts.py)
         self.collector = collector  # garbage collections (api/collections.py)
         self.service = service
@@ -293,4 +297,5 @@ ROUTES: tuple[Route[Handler], ...] = (
     *ACCOUNT_ROUTES,
     *COLLECTION_ROUTES,  # garbage collections (api/collections.py)
     *POLICY_ROUTES,  # retention, immutability, GC schedule (api/policies.py)
+    *USAGE_ROUTES,  # usage and billing exports (api/usage.py)
 )

@@ -139,7 +139,11 @@ class V2Api:
         # here: operator-only tokens and suspended accounts' tokens stop at this point.
         return self.auth.authenticate_tenant(secret, utcnow())
 
-    def _authorize(self, request: HttpRequest, name: str, action: Action) -> RepositoryName:
+    def _authorize(
+        self, request: HttpRequest, name: str, action: Action, download: bool = False
+    ) -> RepositoryName:
+        """``download``: a blob GET, refused while the registry's transfer is capped (a JWT
+        says so itself; a Basic request checks the registry record it reads anyway)."""
         repo = RepositoryName.parse(name)
         scope = f"repository:{repo}:{SCOPE_ACTIONS[action]}"
         credentials = self._credentials(request)
@@ -162,8 +166,10 @@ class V2Api:
                         "WWW-Authenticate": self._challenge(request, scope, "insufficient_scope")
                     },
                 )
+            if download:
+                self.auth.refuse_capped_download(grant, repo)
             return grant.bind(repo)
-        return self.auth.authorize(self._api_token(value), repo, action)
+        return self.auth.authorize(self._api_token(value), repo, action, download)
 
     def _refuse_if_collecting(
         self, grant: AccessGrant, repo: RepositoryName, action: Action
@@ -270,7 +276,7 @@ class V2Api:
         )
 
     def get_blob(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
-        repo = self._authorize(request, params["name"], Action.PULL)
+        repo = self._authorize(request, params["name"], Action.PULL, download=True)
         record, url = self.service.blob_download_url(repo, params["digest"])
         # The bytes come from S3 straight to the client; Range requests work there too.
         return HttpResponse(
@@ -301,10 +307,15 @@ class V2Api:
                 if record is not None:
                     return self._blob_created(request, repo, record.digest)
         digest = request.query.get("digest")
+        # A registry already full under its plan refuses before the bytes are sent (the
+        # record from the cache; the commit enforces the limits exactly).
+        registry = self.auth.cached_registry(repo.registry)
         if digest:
-            record = self.service.upload_blob(repo, digest, request.body, request.content_length)
+            record = self.service.upload_blob(
+                repo, digest, request.body, request.content_length, registry=registry
+            )
             return self._blob_created(request, repo, record.digest)
-        session = self.service.start_upload(repo)
+        session = self.service.start_upload(repo, registry=registry)
         return HttpResponse(
             202,
             {

@@ -24,9 +24,11 @@ from .errors import (
     DeniedError,
     NameInvalidError,
     NameUnknownError,
+    TransferCapError,
     UnauthorizedError,
 )
 from .names import RepositoryName
+from .plans import GIB, MIB, tier
 from .ports import MetadataStore
 from .records import RegistryRecord, TokenRecord
 
@@ -172,18 +174,31 @@ class Authenticator:
         return self.visible_registry(principal, repo.registry)
 
     def authorize(
-        self, principal: Principal, repo: RepositoryName, action: Action
+        self, principal: Principal, repo: RepositoryName, action: Action, download: bool = False
     ) -> RepositoryName:
         """``repo`` bound to the registry incarnation its name resolves to now, unless
         ``principal`` may not do ``action`` on it. A record cached from an earlier
-        incarnation binds that one: its items are gone, and every write re-checks the id."""
+        incarnation binds that one: its items are gone, and every write re-checks the id.
+        A ``download`` (a blob GET) is refused while the registry's transfer is capped."""
         record = self.require_registry(principal, repo)
         if not principal.may(action):
             raise DeniedError(
                 f"token may not {action.value} {repo}",
                 detail={"name": str(repo), "action": action.value},
             )
+        if download:
+            refusal = self.transfer_refusal(record)
+            if refusal is not None:
+                raise refusal
         return repo.bound(record.registry_id)
+
+    def transfer_refusal(self, record: RegistryRecord) -> TransferCapError | None:
+        """The error for downloads from ``record`` now, if its transfer is capped."""
+        return transfer_cap_refusal(record, self._clock())
+
+    def refuse_capped_download(self, grant: AccessGrant, repo: RepositoryName) -> None:
+        """Refuse a blob GET that ``grant`` (a registry JWT) says is capped now."""
+        grant.refuse_download(repo, self._clock())
 
 
 class UploadCapability:
@@ -227,6 +242,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def transfer_cap_refusal(record: RegistryRecord, now: datetime) -> TransferCapError | None:
+    """Downloads are refused while the metering's mark names the current UTC month and the
+    registry's plan still caps transfer: the next month, or an upgrade, lifts it at once
+    without anyone clearing the mark."""
+    utc = now.astimezone(UTC)
+    month = utc.strftime("%Y-%m")
+    plan = tier(record.plan)
+    cap = plan.transfer_cap
+    if record.egress_capped_month != month or not cap:
+        return None
+    resumes = f"{utc.year + utc.month // 12}-{utc.month % 12 + 1:02d}-01"
+    size = f"{cap // GIB} GiB" if cap % GIB == 0 else f"{cap / MIB:g} MiB"
+    return TransferCapError(record.name, plan.name, size, month, resumes)
+
+
 # --------------------------------------------------------------------------- registry JWTs
 #
 # The Docker token-auth protocol: a client that gets 401 with a Bearer challenge asks the
@@ -260,6 +290,17 @@ class AccessGrant:
     # The id of each registry granted, as it was when the grant was made: the grant holds
     # for that incarnation only, never for a registry that takes the name later.
     registry_ids: dict[str, str] = field(default_factory=dict)
+    # Registries whose transfer was capped when the grant was made (name -> the refusal's
+    # fields): a push token still HEADs blobs, but its blob GETs are refused without a read.
+    capped: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def refuse_download(self, repo: RepositoryName, now: datetime) -> None:
+        """Refuse a blob GET if the grant was made while the registry was capped, unless
+        the month it was capped for has ended since (an upgrade is not seen before the
+        token expires: that is the JWT lifetime's part of the cap's lag)."""
+        fields = self.capped.get(repo.registry)
+        if fields is not None and fields.get("month") == now.astimezone(UTC).strftime("%Y-%m"):
+            raise TransferCapError(repo.registry, **fields)
 
     def allows(self, repo: RepositoryName, action: Action) -> bool:
         return (
@@ -334,6 +375,7 @@ class RegistryTokens:
         read_only: set[str] = set()
         repositories: dict[str, frozenset[str]] = {}
         catalog = False
+        refusals: dict[str, TransferCapError] = {}  # registries whose transfer is capped
         for scope in scopes:
             if scope.kind == "registry" and scope.name == "catalog":
                 catalog = principal.may(Action.PULL)
@@ -356,6 +398,9 @@ class RegistryTokens:
                     visible[repo.registry] = record.registry_id
                     if record.read_only:
                         read_only.add(repo.registry)
+                    refusal = authorizer.transfer_refusal(record)
+                    if refusal is not None:
+                        refusals[repo.registry] = refusal
                 except NameUnknownError:
                     visible[repo.registry] = None
             if visible[repo.registry] is None:
@@ -367,6 +412,9 @@ class RegistryTokens:
                 and principal.may(action)
                 and (action is Action.PULL or repo.registry not in read_only)
             }
+            if "pull" in allowed and repo.registry in refusals and "push" not in allowed:
+                # A pull of a capped registry: docker prints the message of this 429.
+                raise refusals[repo.registry]
             repositories[str(repo)] = frozenset(allowed) | repositories.get(str(repo), frozenset())
         return AccessGrant(
             principal.token.token_id,
@@ -375,6 +423,7 @@ class RegistryTokens:
             repositories,
             catalog,
             {name: rid for name, rid in visible.items() if rid is not None},
+            {name: refusal.fields for name, refusal in refusals.items()},
         )
 
     def issue(self, grant: AccessGrant, now: datetime) -> str:
@@ -397,6 +446,8 @@ class RegistryTokens:
             "registries": sorted(grant.registries) if grant.registries is not None else None,
             "rids": grant.registry_ids,
         }
+        if grant.capped:
+            claims["capped"] = grant.capped
         return jwt.encode(claims, self._key, algorithm=self.ALGORITHM)
 
     def verify(self, token: str) -> AccessGrant:
@@ -421,6 +472,7 @@ class RegistryTokens:
                     catalog = True
             registries = claims.get("registries")
             rids = claims.get("rids") or {}
+            capped = claims.get("capped") or {}
             return AccessGrant(
                 str(claims["sub"]),
                 str(claims["account"]),
@@ -428,6 +480,7 @@ class RegistryTokens:
                 repositories,
                 catalog,
                 {str(name): str(rid) for name, rid in dict(rids).items()},
+                {str(name): {k: str(v) for k, v in dict(f).items()} for name, f in capped.items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnauthorizedError("malformed registry token claims") from exc

@@ -178,6 +178,29 @@ class ConcurrentWriteError(RegistryError):
     code = "TOOMANYREQUESTS"
 
 
+class TransferCapError(RegistryError):
+    """Blob downloads from a registry whose plan caps outbound transfer, once the month's
+    metered transfer is over the cap (registry.auth.transfer_cap_refusal): 429 until the
+    next month or an upgrade."""
+
+    code = "TOOMANYREQUESTS"
+
+    def __init__(self, registry: str, plan: str, cap: str, month: str, resumes: str) -> None:
+        # What a registry JWT carries to refuse downloads without a read (registry.auth).
+        self.fields = {"plan": plan, "cap": cap, "month": month, "resumes": resumes}
+        super().__init__(
+            f"registry {registry!r} has used its {cap} of outbound transfer for {month} on "
+            f"the {plan} plan; pulls resume on {resumes} or after an upgrade",
+            detail={"registry": registry, "month": month, "plan": plan},
+        )
+
+
+class QuotaExceededError(DeniedError):
+    """A push that would take a registry beyond its plan's hard storage or repository
+    limit; the message names the limit, the plan and the amounts (registry.quotas builds
+    it). Docker prints it."""
+
+
 class AccountSuspendedError(DeniedError):
     """The account a token or registry belongs to is suspended by the operator."""
 

@@ -24,6 +24,7 @@ from .auth import SCOPES, Action, Authenticator, Principal, hash_token, new_toke
 from .digests import Digest
 from .errors import (
     BadRequestError,
+    ConcurrentWriteError,
     ConflictError,
     DeniedError,
     ManifestUnknownError,
@@ -37,6 +38,7 @@ from .names import RepositoryName, is_decimal, is_valid_registry_name, validate_
 from .plans import TIERS, Tier
 from .policies import BodyChildren, RetentionReport, RetentionService
 from .ports import BlobStore, MetadataStore
+from .quotas import quota_json
 from .records import ManifestRecord, RegistryRecord, TagRecord, TokenRecord
 from .rules import RegistrySettings
 from .service import RegistryService
@@ -154,6 +156,8 @@ class ManagementService:
             "storage_usage_bytes_updated_at": iso(record.storage_updated_at or record.created_at),
             "repository_count": record.repository_count,
             "subscription": self._subscription_json(record),
+            # Used, limit, percent, hard or billed, and the threshold reached (quotas.py).
+            "quota": quota_json(record),
         }
 
     @staticmethod
@@ -267,15 +271,21 @@ class ManagementService:
         self, principal: Principal, name: str, tier_slug: Any
     ) -> dict[str, Any]:
         self._require_admin(principal)
-        record = self._visible_registry(principal, name)
         tier = self._tier(tier_slug)
-        reasons = tier.ineligibility(record.repository_count, record.storage_bytes)
-        if reasons:
-            raise ConflictError(
-                f"registry {name!r} does not fit the {tier.slug} tier: {', '.join(reasons)}",
-                detail={"eligibility_reasons": reasons},
-            )
-        self.store.update_subscription(name, tier.slug, self._clock())
+        for _ in range(3):
+            record = self._visible_registry(principal, name)
+            reasons = tier.ineligibility(record.repository_count, record.storage_bytes)
+            if reasons:
+                raise ConflictError(
+                    f"registry {name!r} does not fit the {tier.slug} tier: {', '.join(reasons)}",
+                    detail={"eligibility_reasons": reasons},
+                )
+            # Conditional on the limits as the counters are when it lands: a push committed
+            # since this read makes it fail, and the read above is made again.
+            if self.store.update_subscription(record, tier.slug, self._clock()):
+                break
+        else:
+            raise ConcurrentWriteError("the registry changed while its plan was changed; retry")
         self.auth.forget_registry(name)
         return self._subscription_json(self._visible_registry(principal, name))
 

@@ -96,7 +96,38 @@ class MetadataStore(Protocol):
         (the registry record last, which frees the name)."""
         ...
 
-    def update_subscription(self, name: str, plan: str, now: datetime) -> None: ...
+    def update_subscription(self, seen: RegistryRecord, plan: str, now: datetime) -> bool:
+        """Put the registry on ``plan`` if its name still names the incarnation ``seen``
+        and its counters, as they are when the write lands, fit ``plan``'s hard limits (a
+        push committed since the caller checked may have taken them beyond); False
+        otherwise, and nothing changes."""
+        ...
+
+    def correct_usage(
+        self, seen: RegistryRecord, storage_bytes: int, repository_count: int, now: datetime
+    ) -> bool:
+        """Set the registry's storage and repository counters to what a recount of its
+        records found (registry.quotas), if the record is still the live incarnation
+        ``seen`` with exactly ``seen``'s counters and ``storage_updated_at`` (a commit since
+        changed them, and the recount may not include it); False otherwise."""
+        ...
+
+    def get_registry_by_id(self, registry_id: str) -> RegistryRecord | None:
+        """The record of the incarnation ``registry_id`` (deleting or not); None once it
+        is purged or its name names another incarnation (registry.metering)."""
+        ...
+
+    def ensure_registry_identity(self, record: RegistryRecord) -> None:
+        """Make ``get_registry_by_id`` find ``record`` (registries created before it
+        existed have no identity item; ``put_registry`` writes one for every new one)."""
+        ...
+
+    def set_egress_capped(self, name: str, registry_id: str, month: str) -> None:
+        """Record that the incarnation's ``month`` went over its plan's transfer cap; a
+        no-op if the name is gone or names another incarnation, or the flag already names
+        ``month`` or a later month (conditional: whatever order concurrent meterings
+        write in, the latest month stays)."""
+        ...
 
     def get_token_by_hash(self, token_hash: str) -> TokenRecord | None: ...
     def put_token(self, record: TokenRecord) -> None: ...

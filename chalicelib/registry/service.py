@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
+from . import quotas
 from .auth import utcnow
 from .digests import Digest, is_digest
 from .errors import (
@@ -46,6 +47,7 @@ from .errors import (
     ManifestInvalidError,
     ManifestUnknownError,
     NameUnknownError,
+    QuotaExceededError,
     RangeInvalidError,
     RegistryError,
     SettingsChangedError,
@@ -54,6 +56,7 @@ from .errors import (
 )
 from .manifests import Descriptor, ParsedManifest, parse_manifest
 from .names import RepositoryName, is_decimal, validate_tag
+from .plans import tier
 from .policies import immutable_message
 from .ports import BlobStore, MetadataStore
 from .records import (
@@ -191,10 +194,49 @@ class RegistryService:
             expires_at=now + self.settings.upload_ttl,
         )
 
-    def start_upload(self, repo: RepositoryName) -> UploadSession:
+    def start_upload(
+        self, repo: RepositoryName, registry: RegistryRecord | None = None
+    ) -> UploadSession:
+        """POST: a new session. ``registry`` is the registry's record as the caller has it
+        (maybe cached): one already full under its plan's hard limits refuses here, before
+        the client sends any bytes (the commit is what enforces the limits exactly)."""
+        self._refuse_when_full(repo, registry)
         session = self._new_session(repo)
         self.store.put_upload(session)
         return session
+
+    def _refuse_when_full(
+        self, repo: RepositoryName, registry: RegistryRecord | None, digest: str | None = None
+    ) -> None:
+        """QuotaExceededError if ``registry`` (a possibly cached record) shows storage at or
+        over a hard limit, or the repository limit reached while ``repo`` does not exist
+        yet; reads only in those cases (a blob the registry holds already takes no room)."""
+        if registry is None or registry.registry_id != repo.rid:
+            return
+        if not self._full(registry, repo, digest):
+            return
+        # A cached record may be from before an upgrade, a collection or a deleted
+        # repository: refuse only on what the record says now.
+        current = self.store.get_registry(repo.registry)
+        if current is None or current.registry_id != repo.rid:
+            return
+        refusal = self._full(current, repo, digest)
+        if refusal is not None:
+            raise refusal
+
+    def _full(
+        self, registry: RegistryRecord, repo: RepositoryName, digest: str | None
+    ) -> QuotaExceededError | None:
+        limit = tier(registry.plan).storage_limit
+        if (
+            limit is not None
+            and registry.storage_bytes >= limit
+            and (digest is None or self.store.get_registry_blob(repo.rid, digest) is None)
+        ):
+            return quotas.storage_refusal(registry, None)
+        if quotas.repositories_exceeded(registry) and not self.store.repository_exists(repo):
+            return quotas.repository_refusal(registry)
+        return None
 
     def get_upload(self, repo: RepositoryName, upload_id: str) -> UploadSession:
         session = self.store.get_upload(upload_id)
@@ -303,6 +345,12 @@ class RegistryService:
             self._delete_owned(session, key)
             self._delete_owned(session, session.tail_key, keep=key)
             raise
+        except QuotaExceededError:
+            # Refused whole by the plan's limit (the transaction changed nothing, the
+            # session included): the client cannot complete this upload any more, so it
+            # ends here with every object it wrote.
+            self._abandon_refused(saved, session, key, persisted)
+            raise
         if not created:
             # The registry already held these bytes and the link names that copy: ours is
             # unreferenced (the key is this upload's own, so nothing else can name it).
@@ -313,12 +361,39 @@ class RegistryService:
         return BlobRecord(str(expected), session.offset, key=key if created else None)
 
     def upload_blob(
-        self, repo: RepositoryName, digest: str, body: BinaryIO, content_length: int | None
+        self,
+        repo: RepositoryName,
+        digest: str,
+        body: BinaryIO,
+        content_length: int | None,
+        registry: RegistryRecord | None = None,
     ) -> BlobRecord:
-        """Monolithic ``POST ?digest=``: the same path as a session that is never saved."""
-        Digest.parse(digest)
+        """Monolithic ``POST ?digest=``: the same path as a session that is never saved
+        (``registry``: as for ``start_upload``)."""
+        parsed = Digest.parse(digest)
+        self._refuse_when_full(repo, registry, str(parsed))
         session = self._new_session(repo)
         return self.complete_upload(repo, session, digest, body, content_length, persisted=False)
+
+    def _abandon_refused(
+        self, saved: UploadSession, session: UploadSession, key: str, persisted: bool
+    ) -> None:
+        """After a quota refusal: end the session and delete the verified bytes and tails.
+        Best effort, so that the client sees the refusal: an object left by a failed delete
+        is named by no record and its session is gone, so garbage collection's orphan
+        sweep removes it (scratch tails expire under their lifecycle rule)."""
+        with contextlib.suppress(Exception):
+            if persisted:
+                if _holder(saved, session) is not None:
+                    # Held by this request (a claim): nobody else can have changed it.
+                    self.store.delete_upload(session.upload_id)
+                else:  # only the state this request read; a concurrent append keeps it
+                    self.store.delete_upload(
+                        session.upload_id, version=session.version, now=self._clock()
+                    )
+        for owner, owned in ((session, key), (session, session.tail_key), (saved, saved.tail_key)):
+            with contextlib.suppress(Exception):
+                self._delete_owned(owner, owned)
 
     def cancel_upload(self, session: UploadSession) -> None:
         """DELETE: end the session if nobody changed it since it was read, then free what
@@ -711,7 +786,13 @@ class RegistryService:
             created_at=self._clock(),
             revision=revision,
         )
-        self._save_manifest(repo, record, tag, not refs.repository_exists, registry)
+        try:
+            self._save_manifest(repo, record, tag, not refs.repository_exists, registry)
+        except QuotaExceededError:
+            if not inline:  # the body this push stored is named by nothing
+                with contextlib.suppress(Exception):
+                    self.blobs.delete_object(key)
+            raise
         return parsed
 
     def _save_manifest(

@@ -210,6 +210,18 @@ def scheduled_collections_statements(table: dynamodb.ITable) -> list[iam.PolicyS
     ]
 
 
+def reconcile_storage_statements(table: dynamodb.ITable) -> list[iam.PolicyStatement]:
+    """reconcile-storage: list accounts and their registries (the index), read each
+    registry's record and its blob and repository items (queries), and correct its counters
+    (a conditional UpdateItem). No S3: it counts records, not objects."""
+    return [
+        iam.PolicyStatement(
+            actions=["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            resources=[table.table_arn, _index_arn(table)],
+        ),
+    ]
+
+
 def start_collections_statement(state_machine_arn: str) -> iam.PolicyStatement:
     """What starts a collection (the API, the schedule): executions of the collection
     state machine, nothing else of Step Functions."""
@@ -225,3 +237,116 @@ def gc_state_machine_statements(
         iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=function_arns),
         start_collections_statement(state_machine_arn),
     ]
+
+
+# ------------------------------------------------------------------ quota threshold events
+# quota-watch reads the table's stream (through its event source mapping, with the
+# function's role) and publishes on one bus; it reads and writes no item.
+STREAM_READ_ACTIONS = [
+    "dynamodb:DescribeStream",
+    "dynamodb:GetRecords",
+    "dynamodb:GetShardIterator",
+    "dynamodb:ListStreams",
+]
+
+
+def put_events_statement(bus_arn: str) -> iam.PolicyStatement:
+    """Publishing domain events (registry.alerts) on the bus, nothing else of EventBridge."""
+    return iam.PolicyStatement(actions=["events:PutEvents"], resources=[bus_arn])
+
+
+def quota_watch_statements(table: dynamodb.ITable, bus_arn: str) -> list[iam.PolicyStatement]:
+    """quota-watch: the table's stream, and PutEvents on the bus."""
+    stream = table.table_stream_arn
+    if stream is None:
+        raise ValueError("quota-watch needs the table's stream")
+    return [
+        iam.PolicyStatement(actions=STREAM_READ_ACTIONS, resources=[stream]),
+        put_events_statement(bus_arn),
+    ]
+
+
+# ------------------------------------------------------------------ usage and billing
+# registry.billing: snapshots read accounts and registries (the index) and write one
+# snapshot per registry in a transaction with its month's item; the export reads months
+# (the index), snapshots (the table), registry records, and writes its three files under
+# exports/billing/ of the export bucket, reading back the manifest to never rewrite a
+# final export.
+
+
+def billing_exports_statements(exports: s3.IBucket) -> list[iam.PolicyStatement]:
+    """Write and read back the billing files, and nothing else of the export bucket
+    (ListBucket so that a missing manifest reads as 404, not 403)."""
+    return [
+        iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject"],
+            resources=[exports.arn_for_objects("exports/billing/*")],
+        ),
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[exports.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": ["exports/billing/*"]}},
+        ),
+    ]
+
+
+def snapshot_storage_statements(table: dynamodb.ITable) -> list[iam.PolicyStatement]:
+    """snapshot-storage: list accounts and their registries, write snapshots."""
+    return [
+        iam.PolicyStatement(
+            actions=["dynamodb:Query"], resources=[table.table_arn, _index_arn(table)]
+        ),
+        iam.PolicyStatement(
+            actions=["dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table.table_arn]
+        ),
+    ]
+
+
+def export_billing_statements(
+    table: dynamodb.ITable, exports: s3.IBucket
+) -> list[iam.PolicyStatement]:
+    """export-billing: read usage and registries, write the month's files."""
+    return [
+        iam.PolicyStatement(
+            actions=["dynamodb:GetItem", "dynamodb:Query"],
+            resources=[table.table_arn, _index_arn(table)],
+        ),
+        *billing_exports_statements(exports),
+    ]
+
+
+# ------------------------------------------------------------------ egress metering
+# registry.metering: per (registry, month) of a log object, read the registry's identity
+# and record (GetItem), add the traffic (TransactWriteItems of a conditional PutItem of the
+# marker and an UpdateItem of the month: the per-item actions), read the month back
+# (GetItem), flag the cap (conditional UpdateItem), publish threshold events. No Query, no
+# index, no deletions.
+METER_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+METERED_LOG_PREFIXES = ("s3-access/*", "cloudfront/*")
+
+
+def meter_access_logs_statements(
+    table: dynamodb.ITable, log_bucket: s3.IBucket, bus_arn: str
+) -> list[iam.PolicyStatement]:
+    """meter-access-logs: read the log objects (S3 access logs, CloudFront logs) of the
+    log bucket, nothing else of it (ListBucket so that a gone object reads as 404)."""
+    return [
+        iam.PolicyStatement(actions=METER_TABLE_ACTIONS, resources=[table.table_arn]),
+        iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[log_bucket.arn_for_objects(p) for p in METERED_LOG_PREFIXES],
+        ),
+        iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[log_bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": list(METERED_LOG_PREFIXES)}},
+        ),
+        put_events_statement(bus_arn),
+    ]
+
+
+def meter_api_logs_statements(table: dynamodb.ITable) -> list[iam.PolicyStatement]:
+    """meter-api-logs: the records come in the event (a CloudWatch Logs subscription);
+    registries by name (GetItem) and the usage items. No S3, and no events: pulls and
+    pushes have no thresholds."""
+    return [iam.PolicyStatement(actions=METER_TABLE_ACTIONS, resources=[table.table_arn])]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
@@ -18,9 +19,12 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_ecs_patterns as ecs_patterns
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_logs_destinations as logs_destinations
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as route53_targets
 from aws_cdk import aws_s3 as s3
@@ -43,10 +47,43 @@ SCHEDULED = {
     "cleanup-expired-uploads": "CleanupExpiredUploads",
     "purge-deleted-registries": "PurgeDeletedRegistries",
     "scheduled-collections": "ScheduledCollections",
+    "snapshot-storage": "SnapshotStorage",
+    "export-billing": "ExportBilling",
+    "reconcile-storage": "ReconcileStorage",
 }
 # The Lambdas the garbage-collection state machine invokes (not scheduled, no API).
 GC_FUNCTIONS = {"gc-step": "GcStep", "gc-failed": "GcFailed"}
-LOGICAL_IDS = {API_FUNCTION: "APIHandler", **SCHEDULED, **GC_FUNCTIONS}
+# Functions fed by the table's DynamoDB stream (an event source mapping each).
+STREAM_FUNCTIONS = {"quota-watch": "QuotaWatch"}
+# Egress metering (registry.metering): log objects of the log bucket (EventBridge rule) and
+# API Gateway access-log records (a CloudWatch Logs subscription).
+METER_FUNCTIONS = {"meter-access-logs": "MeterAccessLogs", "meter-api-logs": "MeterApiLogs"}
+LOGICAL_IDS = {
+    API_FUNCTION: "APIHandler",
+    **SCHEDULED,
+    **GC_FUNCTIONS,
+    **STREAM_FUNCTIONS,
+    **METER_FUNCTIONS,
+}
+# Where the log bucket receives each kind of log (chalicelib/events/handlers.py).
+S3_ACCESS_LOG_PREFIX = "s3-access/"
+CLOUDFRONT_LOG_PREFIX = "cloudfront/"
+# The API stage's access-log record, exactly the format registry.access_logs parses and
+# the local gateway writes (docs/metering.md). $context.path includes the stage.
+API_ACCESS_LOG_FORMAT = (
+    '{"requestId":"$context.requestId","requestTime":"$context.requestTime",'
+    '"requestTimeEpoch":$context.requestTimeEpoch,"httpMethod":"$context.httpMethod",'
+    '"path":"$context.path","status":"$context.status",'
+    '"responseLength":"$context.responseLength","ip":"$context.identity.sourceIp"}'
+)
+# quota-watch's mapping lets only registry records (REG#<name> / #META, dynamo_models.
+# RegistryItem) through: the same pattern as chalicelib/adapters/dynamo_streams.py
+# REGISTRY_FILTER, which the local runtime applies (tests/infra checks they agree).
+REGISTRY_RECORD_FILTER = {
+    "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "REG#"}]}, "sk": {"S": ["#META"]}}}
+}
+# The EventBridge bus quota threshold events are published on (PORTSIDE_EVENT_BUS).
+EVENT_BUS = "default"
 # The state machine's definition, shared with the local runtime (portside/local/
 # stepfunctions.py), and which function's ARN each of its placeholders stands for.
 GC_DEFINITION = REPO_ROOT / "infra" / "state_machines" / "garbage_collection.asl.json"
@@ -98,6 +135,8 @@ class PortsideStack(cdk.Stack):
         self.lambda_settings = LambdaSettings.load(stage.name)
         self.roles = self._function_roles()
         self.chalice = self._chalice_app()
+        self._quota_watch_stream()
+        self._metering()
         self.public_url = self._public_entry()
         self.upload_url: str | None = None
         if stage.upload_host.enabled:
@@ -169,6 +208,8 @@ class PortsideStack(cdk.Stack):
         log_bucket = self._bucket(
             "AccessLogBucket",
             removal,
+            # Each delivered log object is metered (meter-access-logs, _metering).
+            event_bridge_enabled=True,
             lifecycle_rules=[
                 abort_uploads,
                 s3.LifecycleRule(
@@ -181,7 +222,7 @@ class PortsideStack(cdk.Stack):
             "BlobBucket",
             removal,
             server_access_logs_bucket=log_bucket,
-            server_access_logs_prefix="blobs/",
+            server_access_logs_prefix=S3_ACCESS_LOG_PREFIX,
             # registries/<r>/... keys arrive as S3 events; logs land by date for metering.
             target_object_key_format=s3.TargetObjectKeyFormat.partitioned_prefix(
                 s3.PartitionDateSource.EVENT_TIME
@@ -227,12 +268,24 @@ class PortsideStack(cdk.Stack):
 
     def _function_roles(self) -> dict[str, iam.Role]:
         statements = {
-            API_FUNCTION: policies.api_statements(self.table, self.bucket, self.secret),
+            API_FUNCTION: [
+                *policies.api_statements(self.table, self.bucket, self.secret),
+                # POST /api/v1/billing/exports (registry.billing).
+                *policies.billing_exports_statements(self.exports_bucket),
+            ],
             "cleanup-expired-uploads": policies.cleanup_statements(self.table, self.bucket),
             "purge-deleted-registries": policies.purge_statements(self.table, self.bucket),
             "scheduled-collections": policies.scheduled_collections_statements(self.table),
+            "reconcile-storage": policies.reconcile_storage_statements(self.table),
             "gc-step": policies.gc_step_statements(self.table, self.bucket),
             "gc-failed": policies.gc_failed_statements(self.table),
+            "snapshot-storage": policies.snapshot_storage_statements(self.table),
+            "export-billing": policies.export_billing_statements(self.table, self.exports_bucket),
+            "quota-watch": policies.quota_watch_statements(self.table, self._event_bus_arn()),
+            "meter-access-logs": policies.meter_access_logs_statements(
+                self.table, self.log_bucket, self._event_bus_arn()
+            ),
+            "meter-api-logs": policies.meter_api_logs_statements(self.table),
         }
         roles = {}
         for name, grants in statements.items():
@@ -303,6 +356,11 @@ class PortsideStack(cdk.Stack):
         app.add_environment_variable(
             "PORTSIDE_SIGNING_KEY_SECRET_ARN", self.secret.secret_arn, LOGICAL_IDS[API_FUNCTION]
         )
+        # Billing exports are written to the exports bucket (registry.billing).
+        for fn in (API_FUNCTION, "export-billing"):
+            app.add_environment_variable(
+                "PORTSIDE_EXPORT_BUCKET", self.exports_bucket.bucket_name, LOGICAL_IDS[fn]
+            )
         self._decouple_api_from_function(app)
         return app
 
@@ -327,6 +385,136 @@ class PortsideStack(cdk.Stack):
                         f"DefinitionBody.paths.{path}.{method}.x-amazon-apigateway-integration.uri",
                         uri,
                     )
+
+    # ---------------------------------------------------- quota threshold events
+
+    def _event_bus_arn(self) -> str:
+        return self.format_arn(service="events", resource="event-bus", resource_name=EVENT_BUS)
+
+    def _quota_watch_stream(self) -> lambda_.EventSourceMapping:
+        """The table's stream -> quota-watch, registry records only (chalicelib.registry.
+        alerts). Failures: a change whose events could not be published is reported as
+        the batch's item failure and retried from there; a batch that keeps failing is
+        halved (bisect) to isolate the record, and records are dropped after the retries
+        or a day (the alert is lost, the registry is not affected)."""
+        logical = STREAM_FUNCTIONS["quota-watch"]
+        stream_arn = self.table.table_stream_arn
+        assert stream_arn is not None, "the table has a stream (_table)"
+        mapping = lambda_.EventSourceMapping(
+            self,
+            "QuotaWatchStream",
+            target=self.chalice.get_function(logical),
+            event_source_arn=stream_arn,
+            # From deployment on: an older crossing is not announced late.
+            starting_position=lambda_.StartingPosition.LATEST,
+            batch_size=100,
+            bisect_batch_on_error=True,
+            report_batch_item_failures=True,
+            retry_attempts=10,
+            max_record_age=cdk.Duration.days(1),
+            filters=[lambda_.FilterCriteria.filter(REGISTRY_RECORD_FILTER)],
+        )
+        # Lambda checks the role's stream permissions when it creates the mapping.
+        mapping.node.add_dependency(self.roles["quota-watch"])
+        self.chalice.add_environment_variable("PORTSIDE_EVENT_BUS", EVENT_BUS, logical)
+        return mapping
+
+    # ---------------------------------------------------- egress metering
+
+    def _metering(self) -> None:
+        """Log objects -> meter-access-logs, API access logs -> meter-api-logs
+        (registry.metering, docs/metering.md). Both are idempotent per log object, so
+        redelivery and retries are harmless."""
+        access = self._own_function(METER_FUNCTIONS["meter-access-logs"])
+        events.Rule(
+            self,
+            "MeterAccessLogsRule",
+            description="New S3 access-log and CloudFront log objects to meter-access-logs",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [self.log_bucket.bucket_name]},
+                    "object": {
+                        "key": [
+                            {"prefix": S3_ACCESS_LOG_PREFIX},
+                            {"prefix": CLOUDFRONT_LOG_PREFIX},
+                        ]
+                    },
+                },
+            ),
+            targets=[
+                events_targets.LambdaFunction(
+                    access, retry_attempts=20, max_event_age=cdk.Duration.hours(24)
+                )
+            ],
+        )
+        self.chalice.add_environment_variable(
+            "PORTSIDE_LOG_BUCKET", self.log_bucket.bucket_name, METER_FUNCTIONS["meter-access-logs"]
+        )
+        for logical in METER_FUNCTIONS.values():
+            self.chalice.add_environment_variable("PORTSIDE_EVENT_BUS", EVENT_BUS, logical)
+
+        # API Gateway writes the stage's access log to this group; its subscription feeds
+        # meter-api-logs. A stage may log only once the account names a CloudWatch role
+        # for API Gateway (one per account and region): _api_gateway_account.
+        api_logs = logs.LogGroup(
+            self,
+            "ApiAccessLogs",
+            log_group_name=f"/portside/{self.stage.name}/api-access",
+            retention=_retention(self.lambda_settings.log_retention_days(API_FUNCTION)),
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        rest_api = self.chalice.get_resource("RestAPI")
+        rest_api.add_property_override(
+            "AccessLogSetting",
+            {"DestinationArn": api_logs.log_group_arn, "Format": API_ACCESS_LOG_FORMAT},
+        )
+        rest_api.add_resource_dependency(self._api_gateway_account())
+        logs.SubscriptionFilter(
+            self,
+            "MeterApiLogsSubscription",
+            log_group=api_logs,
+            destination=logs_destinations.LambdaDestination(
+                self._own_function(METER_FUNCTIONS["meter-api-logs"])
+            ),
+            filter_pattern=logs.FilterPattern.all_events(),
+        )
+
+    def _own_function(self, logical: str) -> lambda_.IFunction:
+        """A Chalice function as one of this stack's (Chalice's get_function imports it by
+        an ARN CDK cannot place, so rule targets and log destinations would add no invoke
+        permission)."""
+        return lambda_.Function.from_function_attributes(
+            self,
+            f"{logical}Function",
+            function_arn=self.chalice.get_function(logical).function_arn,
+            same_environment=True,
+        )
+
+    def _api_gateway_account(self) -> apigateway.CfnAccount:
+        """API Gateway's account-level CloudWatch role (AWS::ApiGateway::Account), without
+        which a stage with access logging fails to deploy. The setting is one per account
+        and region and the last stack to deploy names its own role: the role is retained
+        when a stack is deleted, so that another stage's logging never points at a role
+        that is gone."""
+        role = iam.Role(
+            self,
+            "ApiGatewayCloudWatchRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway: write REST API access logs to CloudWatch Logs",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(
+                    "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                )
+            ],
+        )
+        role.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
+        account = apigateway.CfnAccount(
+            self, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn
+        )
+        account.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
+        return account
 
     # ---------------------------------------------------- garbage collection
 

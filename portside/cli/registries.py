@@ -11,6 +11,7 @@ from portside.cli.context import CliState, confirm, force_option, global_options
 from portside.cli.gc import gc
 from portside.cli.output import dollars, human_size, human_time, yes_no
 from portside.cli.policies import immutability, retention
+from portside.cli.usage import usage
 from portside.clientlib import ApiClient, ApiError, ClientError
 from portside.clientlib.api import JSON
 
@@ -30,6 +31,7 @@ def registry() -> None:
 registry.add_command(gc)  # with `gc schedule` from portside.cli.policies
 registry.add_command(retention)
 registry.add_command(immutability)
+registry.add_command(usage)  # usage and billing exports (portside.cli.usage)
 
 
 def _of_limit(count: Any, included: Any) -> str:
@@ -38,6 +40,18 @@ def _of_limit(count: Any, included: Any) -> str:
     if isinstance(included, int):
         return f"{count} of {included}"
     return str(count)
+
+
+def _quota_note(quota: Any, resource: str) -> str:
+    """`` (84%, hard limit)`` from ``registry get``'s quota figures (docs/quotas.md); a
+    limit that is not hard is billed beyond (overage)."""
+    figures = quota.get(resource) if isinstance(quota, dict) else None
+    if not isinstance(figures, dict) or figures.get("percent") is None:
+        return ""
+    kind = "hard limit" if figures.get("hard") else "overage billed beyond"
+    level = figures.get("threshold_level")
+    warning = f", over {level}%" if isinstance(level, int) and level else ""
+    return f" ({figures['percent']:g}%, {kind}{warning})"
 
 
 def _tier(subscription: Any) -> JSON:
@@ -59,13 +73,15 @@ def _registry_details(item: JSON) -> list[tuple[str, str]]:
     storage = human_size(item.get("storage_usage_bytes"))
     if isinstance(included_storage, int) and included_storage > 0:
         storage = f"{storage} of {human_size(included_storage)}"
+    storage += _quota_note(item.get("quota"), "storage")
     return [
         ("Name", str(item.get("name", "-"))),
         ("Tier", _tier_label(tier)),
         ("Price", f"{dollars(tier.get('monthly_price_in_cents'))}/month"),
         (
             "Repositories",
-            _of_limit(item.get("repository_count", "-"), tier.get("included_repositories")),
+            _of_limit(item.get("repository_count", "-"), tier.get("included_repositories"))
+            + _quota_note(item.get("quota"), "repositories"),
         ),
         ("Storage", storage),
         ("Storage measured", human_time(item.get("storage_usage_bytes_updated_at"))),

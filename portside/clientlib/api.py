@@ -282,6 +282,20 @@ class ApiClient:
         return _field(data, "garbage_collection", "PUT garbage-collection")
 
     # ----------------------------------------------------------------------------------
+    # usage and billing (docs/billing.md)
+
+    def get_usage(self, registry: str, month: str | None = None) -> JSON:
+        """The registry's usage of ``month`` ("YYYY-MM"; None: the current month)."""
+        path = f"{self.registry_path(registry)}/usage"
+        return _field(self._get(path, {"month": month}), "usage", "GET usage")
+
+    def create_billing_export(self, month: str, provisional: bool = False) -> JSON:
+        """Write the month's billing export (operator only): keys, rows, totals, final."""
+        body: JSON = {"month": month, "provisional": provisional}
+        data = self.request("POST", "/billing/exports", body=body)
+        return _field(data, "export", "POST billing/exports")
+
+    # ----------------------------------------------------------------------------------
     # registry settings: retention rules, tag immutability rules, GC schedule
 
     def get_retention_rules(self, registry: str) -> list[JSON]:

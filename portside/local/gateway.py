@@ -297,7 +297,11 @@ class LocalGateway:
         edge_fix: bool = True,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         lambda_workers: int = 16,
+        access_log: Callable[[float, str, str, str, int, int, str], None] | None = None,
     ):
+        # API Gateway's access log: (request time, request id, method, path, status, response
+        # length, client ip) of each answer it gives (access_logs.LocalAccessLogs.api_record).
+        self._access_log = access_log
         self._app_factory = app_factory
         self._upload_api = upload_api
         self._edge_fix = edge_fix
@@ -322,7 +326,18 @@ class LocalGateway:
         if is_upload_body(request.method, request.path, request.query):
             response = self._upload_api().handle(request)
             return reply(start_response, response.status, response.headers, response.body)
+        started = time.time()
         answer = self._api_gateway(environ, request)
+        if self._access_log is not None:
+            self._access_log(
+                started,
+                answer.header("x-amzn-RequestId") or str(uuid.uuid4()),
+                request.method,
+                request.path,
+                answer.status,
+                len(answer.body),
+                environ.get("REMOTE_ADDR") or "-",
+            )
         if self._edge_fix:
             answer = cloudfront_origin_response(answer, request, environ.get("QUERY_STRING", ""))
         return send(start_response, answer, request.method)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from chalicelib.registry.auth import OPERATOR_SCOPE, SCOPES, hash_token, new_token_secret
 from chalicelib.registry.records import AccountRecord, RegistryRecord, TokenRecord
 
+from .access_logs import LocalAccessLogs
 from .http_server import DEFAULT_THREADS, wsgi_server
 
 LOCAL_ACCOUNT = "local"
@@ -28,16 +29,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def start_moto(host: str = "127.0.0.1", port: int | None = None) -> tuple[object, str]:
-    """Start moto's server in this process and point every AWS client at it."""
+def start_moto(
+    host: str = "127.0.0.1", port: int | None = None, access_logs: LocalAccessLogs | None = None
+) -> tuple[object, str]:
+    """Start moto's server in this process and point every AWS client at it (with
+    ``access_logs``, its blob bucket writes S3 server access logs)."""
     from moto.server import ThreadedMotoServer
 
+    from .access_logs import logging_moto_server
     from .moto_fixes import apply_fixes
 
     apply_fixes()
     port = port or free_port(host)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = (
+        logging_moto_server(host, port, access_logs.wrap_moto)
+        if access_logs is not None
+        else ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    )
     server.start()
     endpoint = f"http://{host}:{port}"
     point_aws_at(endpoint)
@@ -108,13 +117,16 @@ def serve(
     aws_endpoint_url: str | None = None,
 ) -> None:
     moto_server: object | None = None
+    # S3 server access logs of the blob bucket (our moto only) and API Gateway's access
+    # log, delivered to the metering handlers every PORTSIDE_LOCAL_LOG_FLUSH_SECONDS.
+    access_logs = LocalAccessLogs()
     if aws_endpoint_url:
         # Someone else's AWS stand-in (benchmarks run moto in its own process, so that the
         # registry's memory is measured without moto's object store in it).
         endpoint = aws_endpoint_url
         point_aws_at(endpoint)
     else:
-        moto_server, endpoint = start_moto(host)
+        moto_server, endpoint = start_moto(host, access_logs=access_logs)
     from chalicelib.adapters.stepfunctions import stepfunctions_client
     from chalicelib.application import create_app
     from chalicelib.wiring import v2_api
@@ -122,13 +134,16 @@ def serve(
     from .gateway import LocalGateway, edge_fix_from_env
     from .schedules import app_schedules, run_schedules
     from .stepfunctions import app_functions, install_state_machine, run_state_machines
+    from .streams import run_streams, stream_pollers
 
     # Before anything is wired: the app reads the state machine's ARN once, from the
     # environment, as it does on AWS.
     states = stepfunctions_client(endpoint, os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     state_machine = install_state_machine(states)
     boot = provision(registry, token)
+    access_logs.create_log_bucket()
     stop = threading.Event()
+    threading.Thread(target=access_logs.run, args=(stop,), daemon=True).start()
     # Garbage collections: moto keeps the executions, the local runtime runs them.
     threading.Thread(
         target=run_state_machines,
@@ -144,10 +159,26 @@ def serve(
         args=(stop, app_schedules(create_app(), LOCAL_INTERVALS)),
         daemon=True,
     ).start()
+    # The table's stream (quota threshold events): moto keeps it, the local runtime
+    # delivers it to the stream functions as their event source mappings would.
+    from chalicelib.config import settings
+
+    config = settings()
+    threading.Thread(
+        target=run_streams,
+        args=(stop, stream_pollers(create_app(), endpoint, config.table_name, config.region)),
+        daemon=True,
+    ).start()
     server = wsgi_server(
         host,
         port,
-        LocalGateway(create_app, v2_api, edge_fix=edge_fix_from_env(), lambda_workers=threads),
+        LocalGateway(
+            create_app,
+            v2_api,
+            edge_fix=edge_fix_from_env(),
+            lambda_workers=threads,
+            access_log=access_logs.api_record,
+        ),
         threads,
     )
     url_host = f"{host}:{port}"

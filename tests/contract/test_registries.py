@@ -217,7 +217,7 @@ def test_writes_for_the_old_incarnation_of_a_recreated_name_change_nothing(
 def test_update_subscription_changes_the_plan_and_its_time(
     store: MetadataStore, registry: RegistryRecord
 ) -> None:
-    store.update_subscription(registry.name, "starter", LATER)
+    assert store.update_subscription(registry, "starter", LATER)
     found = live_registry(store, registry.name)
     assert (found.plan, found.subscription_updated_at) == ("starter", LATER)
     assert found.subscription_created_at == START

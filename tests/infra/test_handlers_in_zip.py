@@ -15,6 +15,8 @@ the signing-key secret). A handler that cannot be imported, raises, or answers 5
 from __future__ import annotations
 
 import base64
+import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -84,12 +86,31 @@ class Aws:
         """Test values of what the stack injects from deployed resources."""
         return {
             "PORTSIDE_BUCKET": self.bucket(table),
+            # Billing exports (registry.billing): the blob bucket stands in for the exports one.
+            "PORTSIDE_EXPORT_BUCKET": self.bucket(table),
             "PORTSIDE_SIGNING_KEY_SECRET_ARN": self.secret_arn,
             "PORTSIDE_PUBLIC_URL": PUBLIC_URL,
             "PORTSIDE_UPLOAD_URL": UPLOAD_URL,
             "PORTSIDE_GC_STATE_MACHINE_ARN": GC_STATE_MACHINE_ARN,
+            "PORTSIDE_LOG_BUCKET": self.log_bucket(table),
             "AWS_DEFAULT_REGION": REGION,
         }
+
+    def log_bucket(self, table: str) -> str:
+        return f"{table}-logs"
+
+    def put_log(self, table: str, key: str, body: bytes) -> None:
+        """A log object in the log bucket, as S3's log delivery writes one."""
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=self.log_bucket(table))
+        s3.put_object(Bucket=self.log_bucket(table), Key=key, Body=body)
 
     def provision(self, table: str) -> str:
         """Table, bucket, a registry and a token, made by the local runtime's own code in a
@@ -202,9 +223,51 @@ def _state_machine_tasks(resources: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def _stream_consumers(resources: dict[str, Any]) -> dict[str, str]:
+    """Function logical ID -> "dynamodb-stream", for the functions a DynamoDB stream's
+    event source mapping feeds."""
+    found: dict[str, str] = {}
+    for resource in resources.values():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = resource["Properties"]
+        if "StreamArn" in json.dumps(props.get("EventSourceArn")):
+            # The function's name, as CDK writes it: {"Fn::Select": [6, {"Fn::Split":
+            # [":", {"Fn::GetAtt": [<function>, "Arn"]}]}]}.
+            written = json.dumps(props["FunctionName"])
+            named = re.findall(r'"Fn::GetAtt": \["([^"]+)", "Arn"\]', written)
+            found.update((name, "dynamodb-stream") for name in named)
+    return found
+
+
+def _log_consumers(resources: dict[str, Any]) -> dict[str, str]:
+    """Function logical ID -> "log-object" for the target of the rule on S3 "Object
+    Created" events, "cloudwatch-logs" for a log group subscription's destination."""
+    found: dict[str, str] = {}
+    for resource in resources.values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Events::Rule" and "aws.s3" in json.dumps(
+            props.get("EventPattern", {}).get("source")
+        ):
+            for target in props.get("Targets", []):
+                name = _ref_target(resources, target["Arn"])
+                if name:
+                    found[name] = "log-object"
+        elif resource["Type"] == "AWS::Logs::SubscriptionFilter":
+            name = _ref_target(resources, props["DestinationArn"])
+            if name:
+                found[name] = "cloudwatch-logs"
+    return found
+
+
 def template_functions(stage: str, synth: Synth) -> list[Function]:
     resources = synth.resources
-    edge = {**_edge_associations(resources), **_state_machine_tasks(resources)}
+    edge = {
+        **_edge_associations(resources),
+        **_state_machine_tasks(resources),
+        **_stream_consumers(resources),
+        **_log_consumers(resources),
+    }
     functions = []
     for logical, resource in resources.items():
         if resource["Type"] not in ("AWS::Lambda::Function", "AWS::Serverless::Function"):
@@ -347,6 +410,99 @@ def origin_response_event(method: str, status: str, headers: dict[str, str]) -> 
     }
 
 
+def stream_event() -> dict[str, Any]:
+    """A DynamoDB stream batch as Lambda delivers it after the mapping's filter: the probe
+    registry's record going from 79% to 80% of the starter plan's storage."""
+
+    def image(storage: int) -> dict[str, Any]:
+        return {
+            "pk": {"S": f"REG#{REGISTRY}"},
+            "sk": {"S": "#META"},
+            "registry_id": {"S": "0" * 32},
+            "account_id": {"S": "probe"},
+            "plan": {"S": "starter"},
+            "storage_bytes": {"N": str(storage)},
+            "repository_count": {"N": "0"},
+        }
+
+    limit = 500 * 1024 * 1024
+    return {
+        "Records": [
+            {
+                "eventID": uuid.uuid4().hex,
+                "eventName": "MODIFY",
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": REGION,
+                "dynamodb": {
+                    "ApproximateCreationDateTime": int(time.time()),
+                    "Keys": {"pk": {"S": f"REG#{REGISTRY}"}, "sk": {"S": "#META"}},
+                    "OldImage": image(limit * 79 // 100),
+                    "NewImage": image(limit * 80 // 100),
+                    "SequenceNumber": "111",
+                    "SizeBytes": 300,
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                },
+                "eventSourceARN": f"arn:aws:dynamodb:{REGION}:123456789012:table/probe/"
+                "stream/2026-12-02T00:00:00.000",
+            }
+        ]
+    }
+
+
+# An S3 server access log line (the real format) of a 1 MiB blob download; and the key S3
+# delivers it under in the log bucket.
+PROBE_LOG_KEY = "s3-access/2026-12-02-22-15-01-0123456789ABCDEF"
+PROBE_LOG_LINE = (
+    "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be probe-blobs "
+    "[02/Dec/2026:22:10:15 +0000] 192.0.2.3 - 3E57427F3EXAMPLE REST.GET.OBJECT "
+    f"registries/{'0' * 32}/blobs/uploads/u1/data "
+    f'"GET /registries/{"0" * 32}/blobs/uploads/u1/data?X-Amz-Expires=300 HTTP/1.1" '
+    '200 - 1048576 1048576 12 11 "-" "docker/27.0.0 go/go1.22" - '
+    "s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= SigV4 "
+    "ECDHE-RSA-AES128-GCM-SHA256 QueryString probe-blobs.s3.us-east-1.amazonaws.com TLSv1.3 - -"
+)
+
+
+def log_object_event(bucket: str, key: str) -> dict[str, Any]:
+    """EventBridge's S3 "Object Created" event for a new log object."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "account": "123456789012",
+        "region": REGION,
+        "detail": {"bucket": {"name": bucket}, "object": {"key": key, "size": 1}},
+    }
+
+
+def api_logs_event() -> dict[str, Any]:
+    """A CloudWatch Logs subscription batch of API access-log records: two pulls of the
+    probe registry."""
+    record = {
+        "requestId": "r-1",
+        "requestTime": "02/Dec/2026:22:10:15 +0000",
+        "requestTimeEpoch": 1796249415000,
+        "httpMethod": "GET",
+        "path": f"/api/v2/{REGISTRY}/app/manifests/latest",
+        "status": "200",
+        "responseLength": "1234",
+        "ip": "192.0.2.1",
+    }
+    batch = {
+        "messageType": "DATA_MESSAGE",
+        "logGroup": "/portside/probe/api-access",
+        "logStream": uuid.uuid4().hex,
+        "logEvents": [
+            {"id": str(i), "timestamp": 1796249415000, "message": json.dumps(record)}
+            for i in range(2)
+        ],
+    }
+    data = base64.b64encode(gzip.compress(json.dumps(batch).encode())).decode()
+    return {"awslogs": {"data": data}}
+
+
 def cases_for(function: Function, token: str) -> list[dict[str, Any]]:
     if function.kind == "api":
         return [
@@ -363,6 +519,15 @@ def cases_for(function: Function, token: str) -> list[dict[str, Any]]:
     if function.kind == "gc-failed":
         error = {"Error": "States.Timeout", "Cause": "probe"}
         return [{"label": "failure of an unknown collection", "event": {**unknown, "error": error}}]
+    if function.kind == "dynamodb-stream":
+        return [{"label": "registry record crossing 80%", "event": stream_event()}]
+    if function.kind == "log-object":
+        # Aws.log_bucket: the test value of the stack's PORTSIDE_LOG_BUCKET.
+        bucket = f"{function.properties['Environment']['Variables']['PORTSIDE_TABLE']}-logs"
+        event = log_object_event(bucket, PROBE_LOG_KEY)
+        return [{"label": "new S3 access-log object", "event": event}]
+    if function.kind == "cloudwatch-logs":
+        return [{"label": "API access-log batch", "event": api_logs_event()}]
     if function.kind == "origin-response":
         challenge = f'Bearer realm="{PUBLIC_URL}/v2/token",service="portside"'
         return [
@@ -411,8 +576,12 @@ def run_probe(
     function: Function, code: Path, runtime: Path, aws: Aws, workdir: Path
 ) -> dict[str, Any]:
     token = ""
-    if function.kind in ("api", "schedule", "gc-step", "gc-failed"):
-        token = aws.provision(function.properties["Environment"]["Variables"]["PORTSIDE_TABLE"])
+    table = function.properties.get("Environment", {}).get("Variables", {}).get("PORTSIDE_TABLE")
+    if function.kind in ("api", "schedule", "gc-step", "gc-failed", "cloudwatch-logs"):
+        token = aws.provision(table)
+    if function.kind == "log-object":
+        aws.provision(table)  # the table
+        aws.put_log(table, PROBE_LOG_KEY, (PROBE_LOG_LINE + "\n").encode())
     env = {
         **_environment(function, aws),
         "AWS_ENDPOINT_URL": aws.endpoint,
@@ -471,6 +640,16 @@ def _failures(function: Function, report: dict[str, Any], roots: tuple[str, ...]
             isinstance(result, dict) and result.get("done") is True
         ):
             failures.append(f"{where} [{label}] returned {result!r}, not done")
+        elif function.kind == "dynamodb-stream" and result != {"batchItemFailures": []}:
+            failures.append(f"{where} [{label}] returned {result!r}: events not published")
+        elif function.kind == "log-object" and not (
+            isinstance(result, dict) and result.get("lines") == 1 and "egress_bytes" in result
+        ):
+            failures.append(f"{where} [{label}] returned {result!r}: the log was not metered")
+        elif function.kind == "cloudwatch-logs" and not (
+            isinstance(result, dict) and result.get("records") == 2
+        ):
+            failures.append(f"{where} [{label}] returned {result!r}: records not metered")
         elif function.kind == "origin-response" and (
             not isinstance(result, dict) or int(result.get("status", 500)) >= 500
         ):
@@ -495,6 +674,8 @@ def test_every_handler_of_every_stage_resolves_and_runs_in_the_deployed_artifact
         kinds = [f.kind for f in functions]
         assert kinds.count("api") == 1 and kinds.count("schedule") >= 1, (stage, kinds)
         assert kinds.count("gc-step") == kinds.count("gc-failed") == 1, (stage, kinds)
+        assert kinds.count("dynamodb-stream") == 1, (stage, kinds)  # quota-watch
+        assert kinds.count("log-object") == kinds.count("cloudwatch-logs") == 1, (stage, kinds)
         # The local runtime fires exactly the schedules the template deploys.
         deployed = {f.handler for f in functions if f.kind == "schedule"}
         assert deployed == declared_schedules, stage

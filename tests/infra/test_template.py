@@ -60,9 +60,16 @@ def test_blob_bucket_logs_access_notifies_eventbridge_and_expires_scratch(
     logging = blob["LoggingConfiguration"]
     assert logging["DestinationBucketName"] == {"Ref": _logical(synth, "AccessLogBucket")}
     assert "PartitionedPrefix" in logging["TargetObjectKeyFormat"]
+    assert logging["LogFilePrefix"] == "s3-access/"  # what meter-access-logs reads
     notifications = synth.of_type("Custom::S3BucketNotifications")
-    (config,) = notifications.values()
-    assert config["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
+    # The blob bucket's events, and the log bucket's (each log object is metered).
+    notified = {text(c["Properties"]["BucketName"]) for c in notifications.values()}
+    assert notified == {
+        text({"Ref": _logical(synth, "BlobBucket")}),
+        text({"Ref": _logical(synth, "AccessLogBucket")}),
+    }
+    for config in notifications.values():
+        assert config["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
     rules = blob["LifecycleConfiguration"]["Rules"]
     assert any(r.get("Prefix") == "uploads/" and r["ExpirationInDays"] == 2 for r in rules)
     logs = synth.resources[_logical(synth, "AccessLogBucket")]["Properties"]
@@ -132,8 +139,14 @@ def test_every_schedule_is_present_with_its_rate(synths: dict[str, Synth], stage
         "CleanupExpiredUploads",
         "PurgeDeletedRegistries",
         "ScheduledCollections",
+        "ReconcileStorage",
         "GcStep",
         "GcFailed",
+        "QuotaWatch",
+        "SnapshotStorage",
+        "ExportBilling",
+        "MeterAccessLogs",
+        "MeterApiLogs",
     }
     schedules = {
         logical: [
@@ -147,14 +160,23 @@ def test_every_schedule_is_present_with_its_rate(synths: dict[str, Synth], stage
         "CleanupExpiredUploads": [("Schedule", "rate(15 minutes)")],
         "PurgeDeletedRegistries": [("Schedule", "rate(1 minute)")],
         "ScheduledCollections": [("Schedule", "rate(15 minutes)")],
+        "ReconcileStorage": [("Schedule", "rate(1 hour)")],
         "GcStep": [],
         "GcFailed": [],
+        "QuotaWatch": [],  # fed by the table's stream (an event source mapping)
+        "SnapshotStorage": [("Schedule", "rate(1 hour)")],
+        "ExportBilling": [("Schedule", "rate(1 day)")],
+        "MeterAccessLogs": [],  # an EventBridge rule on the log bucket's objects
+        "MeterApiLogs": [],  # a subscription of the API's access-log group
     }
     assert fns["ScheduledCollections"]["Properties"]["Handler"] == (
         "chalicelib.events.handlers.run_scheduled_collections_schedule"
     )
     assert fns["CleanupExpiredUploads"]["Properties"]["Handler"] == (
         "chalicelib.events.handlers.cleanup_expired_uploads_schedule"
+    )
+    assert fns["ReconcileStorage"]["Properties"]["Handler"] == (
+        "chalicelib.events.handlers.reconcile_storage_schedule"
     )
 
 
@@ -172,12 +194,17 @@ def test_schedules_expand_to_eventbridge_rules_targeting_their_functions(
         if v["Type"] == "AWS::Events::Rule"
     }
     by_target = {
-        r["Targets"][0]["Arn"]["Fn::GetAtt"][0]: r["ScheduleExpression"] for r in rules.values()
+        r["Targets"][0]["Arn"]["Fn::GetAtt"][0]: r["ScheduleExpression"]
+        for r in rules.values()
+        if "ScheduleExpression" in r
     }
     assert by_target == {
         "CleanupExpiredUploads": "rate(15 minutes)",
         "PurgeDeletedRegistries": "rate(1 minute)",
         "ScheduledCollections": "rate(15 minutes)",
+        "ReconcileStorage": "rate(1 hour)",
+        "SnapshotStorage": "rate(1 hour)",
+        "ExportBilling": "rate(1 day)",
     }
     assert all(r.get("State", "ENABLED") == "ENABLED" for r in rules.values())
     permissions = [
@@ -186,7 +213,8 @@ def test_schedules_expand_to_eventbridge_rules_targeting_their_functions(
         if v["Type"] == "AWS::Lambda::Permission"
         and v["Properties"]["Principal"] == "events.amazonaws.com"
     ]
-    assert len(permissions) == 3
+    # One per rule: the schedules', and the metering rule on the log bucket's objects.
+    assert len(permissions) == len(by_target) + 1
 
 
 def test_api_routes_and_no_s3_event_handlers(synths: dict[str, Synth]) -> None:
@@ -259,6 +287,8 @@ def _grants(synth: Synth, role: str) -> dict[str, set[str]]:
 def _resource_kind(synth: Synth, resource: str) -> str:
     table, bucket = _logical(synth, "Table"), _logical(synth, "BlobBucket")
     secret = _logical(synth, "SigningKey")
+    if _logical(synth, "ExportsBucket") in resource:
+        return "exports" if "/exports/billing/*" in resource else "exports bucket"
     if table in resource:
         return "index" if "/index/gsi1" in resource else "table"
     if bucket in resource:
@@ -289,9 +319,12 @@ def test_each_function_gets_exactly_its_grants(synths: dict[str, Synth]) -> None
         "dynamodb:BatchGetItem",
     ):
         assert api[action] == {"table", "index"}
-    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
+    for action in ("s3:DeleteObject", "s3:AbortMultipartUpload"):
         assert api[action] == {"registries", "uploads"}
-    assert api["s3:ListBucket"] == {"bucket"}
+    # Billing exports on demand (POST /api/v1/billing/exports): exports/billing/ only.
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert api[action] == {"registries", "uploads", "exports"}
+    assert api["s3:ListBucket"] == {"bucket", "exports bucket"}
     assert api["secretsmanager:GetSecretValue"] == {"secret"}
     assert "dynamodb:Scan" not in api and "s3:*" not in api
 
@@ -312,10 +345,70 @@ def test_each_function_gets_exactly_its_grants(synths: dict[str, Synth]) -> None
         "logs:CreateLogStream": {"logs"},
         "logs:PutLogEvents": {"logs"},
     }
+    # Recounts records and corrects counters: no S3, no writes but the conditional update.
+    assert grants("ReconcileStorage") == {
+        "dynamodb:GetItem": {"table", "index"},
+        "dynamodb:Query": {"table", "index"},
+        "dynamodb:UpdateItem": {"table", "index"},
+        "logs:CreateLogStream": {"logs"},
+        "logs:PutLogEvents": {"logs"},
+    }
     # Only the API (which signs) knows where the secret is.
     assert "PORTSIDE_SIGNING_KEY_SECRET_ARN" in env(synth, "APIHandler")
     for logical in ("CleanupExpiredUploads", "PurgeDeletedRegistries"):
         assert "PORTSIDE_SIGNING_KEY_SECRET_ARN" not in env(synth, logical)
+
+
+def test_quota_watch_reads_registry_records_of_the_table_stream(
+    synths: dict[str, Synth],
+) -> None:
+    from chalicelib.adapters.dynamo_streams import REGISTRY_FILTER
+
+    synth = synths["dev"]
+    (mapping,) = synth.of_type("AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert "QuotaWatch" in text(props["FunctionName"])  # the function's name, from its ARN
+    assert props["EventSourceArn"] == {"Fn::GetAtt": [_logical(synth, "Table"), "StreamArn"]}
+    assert props["StartingPosition"] == "LATEST"
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 0 < props["MaximumRetryAttempts"] <= 10
+    assert props["MaximumRecordAgeInSeconds"] == 86400
+    (only,) = props["FilterCriteria"]["Filters"]
+    pattern = json.loads(only["Pattern"])
+    # The filter the local runtime applies is the one that deploys; it names the keys of
+    # registry records (REG#<name> / #META), so tokens and tags never reach the function.
+    assert pattern == REGISTRY_FILTER == {
+        "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "REG#"}]}, "sk": {"S": ["#META"]}}}
+    }
+    # Created after the role's policy: Lambda checks the stream permissions then.
+    role = functions(synth)["QuotaWatch"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    assert any(d.startswith(role) for d in mapping.get("DependsOn", [])), mapping
+    assert handler_of(synth, "QuotaWatch") == "chalicelib.events.handlers.quota_watch"
+    assert env(synth, "QuotaWatch")["PORTSIDE_EVENT_BUS"] == "default"
+
+
+def test_quota_watch_reads_the_stream_and_puts_events_on_the_bus_only(
+    synths: dict[str, Synth],
+) -> None:
+    synth = synths["dev"]
+    role = functions(synth)["QuotaWatch"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    grants = _grants(synth, role)
+    stream = text({"Fn::GetAtt": [_logical(synth, "Table"), "StreamArn"]})
+    for action in (
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+    ):
+        assert grants.pop(action) == {stream}
+    (bus,) = grants.pop("events:PutEvents")
+    assert "event-bus/default" in bus
+    assert set(grants) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def handler_of(synth: Synth, logical: str) -> str:
+    return str(functions(synth)[logical]["Properties"]["Handler"])
 
 
 @pytest.mark.parametrize("stage", STAGE_NAMES)
@@ -798,3 +891,165 @@ def test_outside_us_east_1_the_edge_function_and_certificate_live_in_us_east_1(
         if v["Type"] == "AWS::CertificateManager::Certificate"
     ]
     assert regional["DomainName"] == "uploads.registry.acme.io"
+
+
+# ------------------------------------------------------------------------ usage and billing
+
+
+def test_billing_schedules_run_their_handlers_with_only_their_grants(
+    synths: dict[str, Synth],
+) -> None:
+    synth = synths["dev"]
+    table, exports = _logical(synth, "Table"), _logical(synth, "ExportsBucket")
+
+    def grants(logical: str) -> dict[str, set[str]]:
+        role = functions(synth)[logical]["Properties"]["Role"]["Fn::GetAtt"][0]
+        return _grants(synth, role)
+
+    fns = functions(synth)
+    assert fns["SnapshotStorage"]["Properties"]["Handler"] == (
+        "chalicelib.events.handlers.snapshot_storage_schedule"
+    )
+    assert fns["ExportBilling"]["Properties"]["Handler"] == (
+        "chalicelib.events.handlers.export_billing_schedule"
+    )
+    snapshot = grants("SnapshotStorage")
+    assert set(snapshot) == {
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    assert all(table in r for r in snapshot["dynamodb:PutItem"])
+    export = grants("ExportBilling")
+    assert set(export) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+    for action in ("s3:GetObject", "s3:PutObject"):
+        (resource,) = export[action]
+        assert exports in resource and "/exports/billing/*" in resource
+    # The API writes on-demand exports (POST /api/v1/billing/exports) to the same place.
+    api = grants("APIHandler")
+    assert any(exports in r and "/exports/billing/*" in r for r in api["s3:PutObject"])
+    for logical in ("ExportBilling", "APIHandler"):
+        assert env(synth, logical)["PORTSIDE_EXPORT_BUCKET"] == {"Ref": exports}
+    assert "PORTSIDE_EXPORT_BUCKET" not in env(synth, "SnapshotStorage")
+
+
+# ------------------------------------------------------------------------ egress metering
+
+
+def test_new_log_objects_are_metered_by_meter_access_logs(synths: dict[str, Synth]) -> None:
+    synth = synths["dev"]
+    rules = {
+        k: v["Properties"]
+        for k, v in synth.of_type("AWS::Events::Rule").items()
+        if "EventPattern" in v["Properties"]
+    }
+    (rule,) = [r for r in rules.values() if r["EventPattern"].get("source") == ["aws.s3"]]
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": _logical(synth, "AccessLogBucket")}]},
+            "object": {"key": [{"prefix": "s3-access/"}, {"prefix": "cloudfront/"}]},
+        },
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["MeterAccessLogs", "Arn"]}
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 86400
+    assert handler_of(synth, "MeterAccessLogs") == "chalicelib.events.handlers.meter_access_logs"
+    variables = env(synth, "MeterAccessLogs")
+    assert variables["PORTSIDE_LOG_BUCKET"] == {"Ref": _logical(synth, "AccessLogBucket")}
+    permissions = [
+        p["Properties"]
+        for p in synth.of_type("AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+        and "MeterAccessLogs" in text(p["Properties"]["FunctionName"])
+    ]
+    assert len(permissions) == 1
+
+
+def test_the_api_stage_logs_the_metering_format_to_a_subscribed_group(
+    synths: dict[str, Synth],
+) -> None:
+    from chalicelib.registry.access_logs import parse_api_record
+
+    synth = synths["dev"]
+    api = synth.resources["RestAPI"]
+    setting = api["Properties"]["AccessLogSetting"]
+    group = _logical(synth, "ApiAccessLogs")
+    assert setting["DestinationArn"] == {"Fn::GetAtt": [group, "Arn"]}
+    # The format, filled in as API Gateway would, is a record the metering parses.
+    sample = (
+        setting["Format"]
+        .replace("$context.requestTimeEpoch", "1796249415000")
+        .replace("$context.requestTime", "02/Dec/2026:22:10:15 +0000")
+        .replace("$context.requestId", "r-1")
+        .replace("$context.httpMethod", "GET")
+        .replace("$context.path", "/api/v2/acme/app/manifests/latest")
+        .replace("$context.status", "200")
+        .replace("$context.responseLength", "1234")
+        .replace("$context.identity.sourceIp", "192.0.2.1")
+    )
+    assert set(json.loads(sample)) == {
+        "requestId",
+        "requestTime",
+        "requestTimeEpoch",
+        "httpMethod",
+        "path",
+        "status",
+        "responseLength",
+        "ip",
+    }
+    record = parse_api_record(sample)
+    assert record is not None and record.pulled_registry == "acme"
+    # A stage may log only once the account names API Gateway's CloudWatch role.
+    (account,) = synth.of_type("AWS::ApiGateway::Account")
+    assert account in api.get("DependsOn", [])
+    (subscription,) = synth.of_type("AWS::Logs::SubscriptionFilter").values()
+    props = subscription["Properties"]
+    assert props["LogGroupName"] == {"Ref": group}
+    assert props["DestinationArn"] == {"Fn::GetAtt": ["MeterApiLogs", "Arn"]}
+    assert props["FilterPattern"] == ""
+    assert handler_of(synth, "MeterApiLogs") == "chalicelib.events.handlers.meter_api_logs"
+
+
+def test_metering_functions_get_exactly_their_grants(synths: dict[str, Synth]) -> None:
+    synth = synths["dev"]
+    log_bucket = _logical(synth, "AccessLogBucket")
+
+    def grants(logical: str) -> dict[str, set[str]]:
+        role = functions(synth)[logical]["Properties"]["Role"]["Fn::GetAtt"][0]
+        out = {}
+        for action, resources in _grants(synth, role).items():
+            kinds = set()
+            for r in resources:
+                if log_bucket in r and ("/s3-access/*" in r or "/cloudfront/*" in r):
+                    kinds.add("log objects")
+                elif log_bucket in r:
+                    kinds.add("log bucket")
+                elif "event-bus/default" in r:
+                    kinds.add("bus")
+                else:
+                    kinds.add(_resource_kind(synth, r))
+            out[action] = kinds
+        return out
+
+    table = {a: {"table"} for a in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")}
+    logs_grants = {"logs:CreateLogStream": {"logs"}, "logs:PutLogEvents": {"logs"}}
+    assert grants("MeterAccessLogs") == {
+        **table,
+        "s3:GetObject": {"log objects"},
+        "s3:ListBucket": {"log bucket"},
+        "events:PutEvents": {"bus"},
+        **logs_grants,
+    }
+    assert grants("MeterApiLogs") == {**table, **logs_grants}

@@ -523,6 +523,7 @@ API_ROUTES = (
         200,
         lambda w, r, a: a.get("/api/v1/registries/options", params={"registry": w.names[r]}),
     ),
+    ApiRoute("get usage", "read", 200, lambda w, r, a: a.get(_reg_path(w, r) + "/usage")),
     ApiRoute(
         "list repositories", "read", 200, lambda w, r, a: a.get(_reg_path(w, r) + "/repositories")
     ),

@@ -51,6 +51,20 @@ def service(monkeypatch: pytest.MonkeyPatch) -> RecordingService:
     monkeypatch.setattr(handlers, "v2_api", lambda: api)
     monkeypatch.setattr(handlers, "management_api", lambda: api)
     monkeypatch.setattr(handlers.wiring, "scheduled_collections", lambda: recorder, raising=False)
+    reconciler = SimpleNamespace(run=lambda: recorder.calls.append("reconcile_storage") or [])
+    monkeypatch.setattr(handlers.wiring, "storage_reconciler", lambda: reconciler)
+
+    def snapshot_storage(now: Any) -> int:
+        recorder.calls.append("snapshot_storage")
+        return 0
+
+    def export_billing(now: Any) -> None:
+        recorder.calls.append("export_billing")
+
+    snapshots = SimpleNamespace(run=snapshot_storage)
+    monkeypatch.setattr(handlers.wiring, "storage_snapshots", lambda: snapshots)
+    billing = SimpleNamespace(run_due=export_billing)
+    monkeypatch.setattr(handlers.wiring, "billing_export", lambda: billing)
     return recorder
 
 
@@ -73,13 +87,19 @@ def test_local_runtime_fires_every_schedule_the_app_declares_by_its_handler_stri
         "cleanup-expired-uploads",
         "purge-deleted-registries",
         "scheduled-collections",
+        "reconcile-storage",
+        "snapshot-storage",
+        "export-billing",
     }
     for schedule in schedules:
         fire(schedule)
     assert sorted(service.calls) == [
         "cleanup_expired_uploads",
+        "export_billing",
         "purge_deleted_registries",
+        "reconcile_storage",
         "scheduled_collections",
+        "snapshot_storage",
     ]
 
 
@@ -89,11 +109,17 @@ def test_schedules_run_at_the_apps_rates_except_the_faster_local_purge() -> None
         "cleanup-expired-uploads": 900.0,
         "purge-deleted-registries": 60.0,
         "scheduled-collections": 900.0,
+        "reconcile-storage": 3600.0,
+        "snapshot-storage": 3600.0,
+        "export-billing": 86400.0,
     }
     assert {s.name: s.interval for s in app_schedules(app, LOCAL_INTERVALS)} == {
         "cleanup-expired-uploads": 900.0,
         "purge-deleted-registries": 5.0,
         "scheduled-collections": 900.0,
+        "reconcile-storage": 3600.0,
+        "snapshot-storage": 3600.0,
+        "export-billing": 86400.0,
     }
     with pytest.raises(ValueError, match="no-such-schedule"):
         app_schedules(app, {"no-such-schedule": 1.0})
