@@ -281,6 +281,8 @@ class UsageMonthItem(Item):
     egress_bytes = NumberAttribute(null=True)
     pulls = NumberAttribute(null=True)
     pushes = NumberAttribute(null=True)
+    downloads = NumberAttribute(null=True)
+    redirects = NumberAttribute(null=True)
     registry_name = UnicodeAttribute(null=True)
     account_id = UnicodeAttribute(null=True)
 

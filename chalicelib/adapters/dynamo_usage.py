@@ -73,6 +73,8 @@ class DynamoUsageStore:
             UsageMonthItem.egress_bytes.add(counts.egress_bytes),
             UsageMonthItem.pulls.add(counts.pulls),
             UsageMonthItem.pushes.add(counts.pushes),
+            UsageMonthItem.downloads.add(counts.downloads),
+            UsageMonthItem.redirects.add(counts.redirects),
             UsageMonthItem.gsi1pk.set(month_index(month)),
             UsageMonthItem.gsi1sk.set(registry_id),
         ]
@@ -172,4 +174,6 @@ def _usage_month(item: UsageMonthItem) -> UsageMonth:
         egress_bytes=_int(item.egress_bytes),
         pulls=_int(item.pulls),
         pushes=_int(item.pushes),
+        downloads=_int(item.downloads),
+        redirects=_int(item.redirects),
     )

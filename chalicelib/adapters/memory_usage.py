@@ -50,6 +50,8 @@ class MemoryUsageStore:
             usage.egress_bytes += counts.egress_bytes
             usage.pulls += counts.pulls
             usage.pushes += counts.pushes
+            usage.downloads += counts.downloads
+            usage.redirects += counts.redirects
             if registry is not None:
                 usage.registry_name = registry.name
                 usage.account_id = registry.account_id

@@ -260,9 +260,17 @@ def _add(
     egress: int = 0,
     pulls: int = 0,
     pushes: int = 0,
+    downloads: int = 0,
+    redirects: int = 0,
 ) -> None:
     was = traffic.get(key, TrafficCounts())
-    traffic[key] = TrafficCounts(was.egress_bytes + egress, was.pulls + pulls, was.pushes + pushes)
+    traffic[key] = TrafficCounts(
+        was.egress_bytes + egress,
+        was.pulls + pulls,
+        was.pushes + pushes,
+        was.downloads + downloads,
+        was.redirects + redirects,
+    )
 
 
 class _EgressRecord(Protocol):
@@ -290,7 +298,7 @@ def _egress(records: Iterable[_EgressRecord | None]) -> ParsedLog:
         if rid is None:
             out.unattributed_bytes += egress
             continue
-        _add(out.traffic, (rid, record.month), egress=egress)
+        _add(out.traffic, (rid, record.month), egress=egress, downloads=1)
     return out
 
 
@@ -387,6 +395,10 @@ def cloudfront_traffic(data: bytes | str) -> ParsedLog:
 
 # /v2/<registry>/<repository...>/manifests/<reference>
 _MANIFEST_PATH = re.compile(r"^/v2/([^/]+)/.+/manifests/[^/]+$")
+# /v2/<registry>/<repository...>/blobs/<digest> (the colon maybe still encoded)
+_BLOB_PATH = re.compile(
+    r"^/v2/([^/]+)/.+/blobs/[a-z0-9]+(?:[+._-][a-z0-9]+)*(?::|%3[Aa])[a-zA-Z0-9=_-]+$"
+)
 
 
 @dataclass(frozen=True)
@@ -403,14 +415,24 @@ class ApiAccessRecord:
     def month(self) -> str:
         return month_of(self.time)
 
-    def _manifest_registry(self) -> str | None:
+    def _registry_of(self, pattern: re.Pattern[str]) -> str | None:
         path = self.path
         if not path.startswith("/v2/"):
             # ``$context.path`` on the execute-api endpoint starts with the stage.
             _, _, rest = path.lstrip("/").partition("/")
             path = "/" + rest
-        found = _MANIFEST_PATH.match(path)
+        found = pattern.match(path)
         return unquote(found.group(1)) if found else None
+
+    def _manifest_registry(self) -> str | None:
+        return self._registry_of(_MANIFEST_PATH)
+
+    @property
+    def redirected_registry(self) -> str | None:
+        """The registry a blob GET answered 307 (a presigned URL issued) belongs to."""
+        if self.method != "GET" or self.status != 307:
+            return None
+        return self._registry_of(_BLOB_PATH)
 
     @property
     def pulled_registry(self) -> str | None:
@@ -455,7 +477,8 @@ def parse_api_record(message: str) -> ApiAccessRecord | None:
 
 
 def api_traffic(messages: Iterable[str]) -> ParsedLog:
-    """Pulls and pushes per (registry name, month) of API access-log records."""
+    """Pulls, pushes and blob redirects per (registry name, month) of API access-log
+    records."""
     out = ParsedLog({})
     for message in messages:
         out.lines += 1
@@ -467,4 +490,6 @@ def api_traffic(messages: Iterable[str]) -> ParsedLog:
             _add(out.traffic, (name, record.month), pulls=1)
         elif (name := record.pushed_registry) is not None:
             _add(out.traffic, (name, record.month), pushes=1)
+        elif (name := record.redirected_registry) is not None:
+            _add(out.traffic, (name, record.month), redirects=1)
     return out

@@ -205,6 +205,9 @@ class Usage:
     overage_charge_cents: int
     final: bool
     days: tuple[BilledDay, ...] = field(repr=False)
+    # Log coverage: blob GETs redirected to S3, and presigned downloads S3 logged.
+    blob_redirects: int = 0
+    blob_downloads_logged: int = 0
 
     @property
     def total_cents(self) -> int:
@@ -293,6 +296,10 @@ class Usage:
             "outbound_bytes": self.outbound_bytes,
             "pulls": self.pulls,
             "pushes": self.pushes,
+            "log_coverage": {
+                "blob_redirects": self.blob_redirects,
+                "blob_downloads_logged": self.blob_downloads_logged,
+            },
             "allowances": {
                 "included_repositories": allowance.included_repositories,
                 "included_storage_bytes": allowance.included_storage_bytes,
@@ -394,6 +401,8 @@ class UsageCalculator:
             overage_charge_cents=cents(overage_numerator, GIB * total),
             final=self.is_final(month, now),
             days=tuple(days),
+            blob_redirects=traffic.redirects if traffic else 0,
+            blob_downloads_logged=traffic.downloads if traffic else 0,
         )
 
     def _billed_days(

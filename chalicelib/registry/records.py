@@ -331,6 +331,11 @@ class TrafficCounts:
     egress_bytes: int = 0  # bytes sent to clients by S3 (and CloudFront) for its objects
     pulls: int = 0  # manifest GETs answered 200
     pushes: int = 0  # manifest PUTs answered 201
+    # The two sides of a blob download, to bound what the best-effort logs lost: the
+    # presigned GETs S3 (CloudFront) logged with content, and the blob GETs the API
+    # answered with a redirect to one (docs/metering.md, "Log coverage").
+    downloads: int = 0
+    redirects: int = 0
 
 
 @dataclass
@@ -346,6 +351,8 @@ class UsageMonth:
     egress_bytes: int = 0
     pulls: int = 0
     pushes: int = 0
+    downloads: int = 0
+    redirects: int = 0
 
 
 @dataclass(frozen=True)

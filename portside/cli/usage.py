@@ -117,7 +117,17 @@ def usage_details(item: JSON) -> list[tuple[str, str]]:
         ),
         ("Pulls", str(item.get("pulls", "-"))),
         ("Pushes", str(item.get("pushes", "-"))),
+        ("Blob downloads", _coverage(_obj(item, "log_coverage"))),
     ]
+
+
+def _coverage(coverage: JSON) -> str:
+    """Presigned downloads the logs show against the redirects the API issued: far fewer
+    logged than issued means logs are missing (docs/metering.md, "Log coverage")."""
+    logged, issued = coverage.get("blob_downloads_logged"), coverage.get("blob_redirects")
+    if logged is None or issued is None:
+        return "-"
+    return f"{logged} logged of {issued} redirected"
 
 
 def charge_rows(item: JSON) -> list[list[str]]:

@@ -106,7 +106,8 @@ def test_a_past_month_is_priced_from_snapshots_and_the_export_adds_up_to_it(
     admin.create_registry(name, "professional")
     rid = seed_month(server, name, "local", month, 150 * GIB, "professional")
     store = usage_store(server)
-    store.add_traffic(rid, str(month), unique("log"), TrafficCounts(3 * GIB, 12, 2))
+    counts = TrafficCounts(3 * GIB, 12, 2, downloads=40, redirects=41)
+    store.add_traffic(rid, str(month), unique("log"), counts)
     usage = admin.get(
         f"/api/v1/registries/{name}/usage", params={"month": str(month)}, expect=200
     ).json()["usage"]
@@ -114,6 +115,7 @@ def test_a_past_month_is_priced_from_snapshots_and_the_export_adds_up_to_it(
     assert usage["storage_gib_months"] == "150.000000"
     assert usage["peak_storage_bytes"] == 150 * GIB
     assert (usage["outbound_bytes"], usage["pulls"], usage["pushes"]) == (3 * GIB, 12, 2)
+    assert usage["log_coverage"] == {"blob_redirects": 41, "blob_downloads_logged": 40}
     charges = usage["charges"]
     assert charges["overage_gib_months"] == "50.000000"
     assert (charges["plan_price_cents"], charges["overage_charge_cents"]) == (2000, 100)

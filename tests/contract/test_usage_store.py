@@ -73,10 +73,12 @@ def test_add_traffic_counts_a_source_once_per_month(usage: UsageStore) -> None:
 def test_counters_add_up_over_sources(usage: UsageStore) -> None:
     rid = new_registry_id()
     for i in range(3):
-        usage.add_traffic(rid, "2026-03", f"s3://logs/{i}", TrafficCounts(10 + i, i, 1))
+        counts = TrafficCounts(10 + i, i, 1, downloads=i + 1, redirects=2)
+        usage.add_traffic(rid, "2026-03", f"s3://logs/{i}", counts)
     month = usage.get_usage_month(rid, "2026-03")
     assert month is not None
     assert (month.egress_bytes, month.pulls, month.pushes) == (33, 3, 3)
+    assert (month.downloads, month.redirects) == (6, 6)
 
 
 def test_months_and_registries_are_counted_apart(usage: UsageStore) -> None:

@@ -157,6 +157,22 @@ def test_docker_pulls_are_metered_and_a_starter_registry_over_its_transfer_cap_i
     assert find_key(first, "pulls") == 1, first
     assert find_key(first, "pushes") == 1, first
 
+    # Log coverage: each blob docker downloaded (config and two layers) was a redirect the
+    # API log shows and a presigned GET the S3 log shows.
+    def covered() -> dict[str, Any] | None:
+        coverage = find_key(usage(), "log_coverage") or {}
+        redirects = coverage.get("blob_redirects", 0)
+        return (
+            coverage
+            if redirects >= 3 and redirects == coverage.get("blob_downloads_logged")
+            else None
+        )
+
+    assert wait_for("the redirects and downloads to be metered", covered) == {
+        "blob_redirects": 3,
+        "blob_downloads_logged": 3,
+    }
+
     # Just under the cap, as if 500 MiB had been pulled earlier this month; the next real
     # pull's log crosses it, and the metering marks the registry.
     store = running._store()

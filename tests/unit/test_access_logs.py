@@ -68,7 +68,7 @@ def test_portsides_own_reads_signed_with_a_header_are_not_egress() -> None:
     assert record is not None and record.authentication_type == "AuthHeader"
     assert not record.presigned and record.egress_bytes == 0
     assert s3_traffic(own + "\n" + s3_line()).traffic == {
-        (RID, "2026-12"): TrafficCounts(egress_bytes=1048576)
+        (RID, "2026-12"): TrafficCounts(egress_bytes=1048576, downloads=1)
     }
 
 
@@ -238,9 +238,9 @@ def test_s3_traffic_groups_egress_per_registry_and_month() -> None:
     )
     parsed = s3_traffic(text + "\n")
     assert parsed.traffic == {
-        (RID, "2026-12"): TrafficCounts(egress_bytes=150),
-        (OTHER, "2026-12"): TrafficCounts(egress_bytes=7),
-        (RID, "2027-01"): TrafficCounts(egress_bytes=3),
+        (RID, "2026-12"): TrafficCounts(egress_bytes=150, downloads=2),
+        (OTHER, "2026-12"): TrafficCounts(egress_bytes=7, downloads=1),
+        (RID, "2027-01"): TrafficCounts(egress_bytes=3, downloads=1),
     }
     assert (parsed.lines, parsed.skipped, parsed.unattributed_bytes) == (8, 1, 999)
 
@@ -297,7 +297,7 @@ def test_cloudfront_fields_in_another_order() -> None:
         "#Version: 1.0\n#Fields: cs-uri-stem sc-status cs-method time date sc-bytes\n"
         f"/registries/{RID}/x\t206\tGET\t00:00:01\t2027-01-01\t10\n"
     )
-    assert cloudfront_traffic(text).traffic == {(RID, "2027-01"): TrafficCounts(10)}
+    assert cloudfront_traffic(text).traffic == {(RID, "2027-01"): TrafficCounts(10, downloads=1)}
 
 
 def test_cloudfront_traffic_counts_gets_with_content_per_registry_and_month() -> None:
@@ -315,9 +315,9 @@ def test_cloudfront_traffic_counts_gets_with_content_per_registry_and_month() ->
     )
     parsed = cloudfront_traffic(data)
     assert parsed.traffic == {
-        (RID, "2026-12"): TrafficCounts(140),
-        (RID, "2026-11"): TrafficCounts(5),
-        (OTHER, "2026-12"): TrafficCounts(9),
+        (RID, "2026-12"): TrafficCounts(140, downloads=2),
+        (RID, "2026-11"): TrafficCounts(5, downloads=1),
+        (OTHER, "2026-12"): TrafficCounts(9, downloads=1),
     }
     assert (parsed.lines, parsed.skipped, parsed.unattributed_bytes) == (8, 1, 77)
 
@@ -360,14 +360,17 @@ def test_api_records_without_epoch_use_the_request_time() -> None:
     assert record.time == datetime(2026, 12, 2, 22, 10, 15, tzinfo=UTC)
 
 
-def test_api_traffic_counts_manifest_gets_as_pulls_and_puts_as_pushes() -> None:
+def test_api_traffic_counts_manifest_gets_as_pulls_puts_as_pushes_and_blob_redirects() -> None:
     messages = [
         api_record(),
         api_record(path="/v2/acme/app/manifests/sha256:abc"),
         api_record(method="HEAD"),  # a check, not a pull
         api_record(status="404"),
         api_record(status="401"),
-        api_record(path="/v2/acme/app/blobs/sha256:abc", status="307"),
+        api_record(path="/v2/acme/app/blobs/sha256:abc", status="307"),  # a presigned URL
+        api_record(path="/prod/v2/acme/team/app/blobs/sha256%3Aabc", status="307"),
+        api_record(method="HEAD", path="/v2/acme/app/blobs/sha256:abc", status="200"),
+        api_record(path="/v2/acme/app/blobs/uploads/u1", status="307"),  # not a blob
         api_record(path="/v2/acme/app/tags/list"),
         api_record(method="PUT", status="201"),
         api_record(method="PUT", status="400"),
@@ -378,8 +381,8 @@ def test_api_traffic_counts_manifest_gets_as_pulls_and_puts_as_pushes() -> None:
     ]
     parsed = api_traffic(messages)
     assert parsed.traffic == {
-        ("acme", "2026-12"): TrafficCounts(pulls=2, pushes=1),
+        ("acme", "2026-12"): TrafficCounts(pulls=2, pushes=1, redirects=2),
         ("other", "2026-12"): TrafficCounts(pulls=1),
         ("acme", "2027-01"): TrafficCounts(pulls=1),
     }
-    assert (parsed.lines, parsed.skipped) == (13, 2)
+    assert (parsed.lines, parsed.skipped) == (16, 2)
