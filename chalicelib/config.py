@@ -54,6 +54,13 @@ class Settings:
     billing_log_delay: timedelta = timedelta(hours=48)
     # The EventBridge bus that quota threshold events go to (registry.alerts).
     event_bus: str = "default"
+    # The verify-direct-upload function that large direct uploads are verified by, invoked
+    # asynchronously (set by the stack). Without it, verifications run in a thread of the
+    # process (the local runtime installs its own; see wiring.use_verification_queue).
+    verify_function: str | None = None
+    # Direct uploads up to this size are verified within the completing request
+    # (registry.direct_uploads.INLINE_VERIFY_LIMIT); tests lower it.
+    direct_inline_verify_bytes: int = 256 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,6 +88,10 @@ class Settings:
             export_bucket=env.get("PORTSIDE_EXPORT_BUCKET") or None,
             billing_log_delay=timedelta(hours=_int("PORTSIDE_BILLING_LOG_DELAY_HOURS", 48)),
             event_bus=env.get("PORTSIDE_EVENT_BUS") or "default",
+            verify_function=env.get("PORTSIDE_VERIFY_FUNCTION") or None,
+            direct_inline_verify_bytes=_int(
+                "PORTSIDE_DIRECT_INLINE_VERIFY_BYTES", 256 * 1024 * 1024
+            ),
         )
 
 

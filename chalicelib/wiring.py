@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -12,6 +13,11 @@ from .adapters.dynamo_usage import DynamoUsageStore
 from .adapters.events import EventBridgePublisher, events_client
 from .adapters.s3 import S3BlobStore, s3_client
 from .adapters.stepfunctions import StepFunctionsEngine, stepfunctions_client
+from .adapters.verification import (
+    LambdaVerificationQueue,
+    ThreadVerificationQueue,
+    lambda_client,
+)
 from .api.routes import ManagementApi
 from .config import Settings, settings
 from .http.v2 import V2Api
@@ -19,6 +25,7 @@ from .registry.accounts import AccountService
 from .registry.alerts import QuotaWatch
 from .registry.auth import Authenticator, RegistryTokens, UploadCapability, utcnow
 from .registry.billing import BillingExport, StorageSnapshots, UsageCalculator
+from .registry.direct_uploads import DirectUploads, VerificationQueue
 from .registry.gc import CollectionSettings, GarbageCollector, retention_tags
 from .registry.management import ManagementService
 from .registry.metering import Metering
@@ -55,7 +62,54 @@ def build_v2_api(config: Settings) -> V2Api:
         RegistryTokens(config.signing_key, config.token_service, config.token_ttl),
         public_url=config.public_url,
         upload_url=config.upload_url,
+        direct=DirectUploads(
+            service,
+            # In a Lambda without the verify function configured, a thread would be frozen
+            # with the invocation: verify every size within the request instead.
+            _DeferredQueue()
+            if config.verify_function or not os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+            else None,
+            inline_limit=config.direct_inline_verify_bytes,
+        ),
     )
+
+
+# ------------------------------------------------------------------ direct uploads
+# Where large direct uploads are verified (registry.direct_uploads): the verify-direct-upload
+# function on AWS, whatever the local runtime installs locally, else a thread.
+_verification_override: VerificationQueue | None = None
+
+
+def use_verification_queue(queue: VerificationQueue | None) -> None:
+    """Replace where verifications run (the local runtime: its Lambda stand-in)."""
+    global _verification_override
+    _verification_override = queue
+    verification_queue.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def verification_queue() -> VerificationQueue:
+    if _verification_override is not None:
+        return _verification_override
+    config = settings()
+    if config.verify_function:
+        return LambdaVerificationQueue(
+            lambda_client(config.aws_endpoint_url, config.region), config.verify_function
+        )
+    return ThreadVerificationQueue(lambda upload_id: direct_uploads().verify(upload_id))
+
+
+class _DeferredQueue:
+    """Looks the queue up when a verification is submitted, so that one installed after
+    the API was built (the local runtime's) is the one used."""
+
+    def submit(self, upload_id: str) -> None:
+        verification_queue().submit(upload_id)
+
+
+def direct_uploads() -> DirectUploads:
+    """The direct uploads of the /v2/ API (the verify-direct-upload function's work)."""
+    return v2_api().direct
 
 
 @lru_cache(maxsize=1)

@@ -47,6 +47,7 @@ from chalicelib.registry.records import (
     GC_READ_ONLY,
     BlobRecord,
     Collection,
+    DirectUpload,
     ManifestRecord,
     RegistryRecord,
     TagRecord,
@@ -1910,6 +1911,7 @@ def _upload_item(s: UploadSession) -> UploadItem:
         ttl=s.expires_at,
         claim_id=s.claim_id,
         claimed_until=s.claimed_until,
+        direct=s.direct.to_json() if s.direct is not None else None,
     )
 
 
@@ -1931,6 +1933,7 @@ def _upload_session(item: UploadItem) -> UploadSession:
         expires_at=item.expires_at,
         claim_id=item.claim_id,
         claimed_until=item.claimed_until,
+        direct=DirectUpload.from_json(item.direct) if item.direct else None,
     )
 
 

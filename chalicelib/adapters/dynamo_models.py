@@ -241,6 +241,8 @@ class UploadItem(Item):
     # or end it until ``claimed_until``.
     claim_id = UnicodeAttribute(null=True)
     claimed_until = UTCDateTimeAttribute(null=True)
+    # A direct upload's announced blob, part layout and status (records.DirectUpload).
+    direct = JSONAttribute(null=True)
     # DynamoDB deletes the item some time after this; the cleanup job aborts the multipart
     # upload first (it queries GSI1 by expiry), so TTL is only the backstop.
     ttl = TTLAttribute(null=True)

@@ -42,6 +42,7 @@ from chalicelib.registry.records import (
     StoredObject,
     TagRecord,
     TokenRecord,
+    UploadPart,
     UploadSession,
 )
 from chalicelib.registry.rules import DueSchedule, RegistrySettings
@@ -133,6 +134,17 @@ class MemoryBlobStore:
         self.calls.append("abort_multipart")
         self.multipart.pop(multipart_id, None)
         self.multipart_keys.pop(multipart_id, None)
+
+    def presign_upload_part(self, key: str, multipart_id: str, number: int, expires_in: int) -> str:
+        self.calls.append("presign_upload_part")
+        return f"memory://{key}?uploadId={multipart_id}&partNumber={number}&expires_in={expires_in}"
+
+    def list_parts(self, key: str, multipart_id: str) -> list[UploadPart]:
+        self.calls.append("list_parts")
+        if multipart_id not in self.multipart:
+            raise KeyError(multipart_id)
+        stored = self.multipart[multipart_id]
+        return [UploadPart(n, _etag(stored[n]), len(stored[n])) for n in sorted(stored)]
 
     def list_objects(self, prefix: str, start_after: str | None, limit: int) -> list[StoredObject]:
         keys = sorted(

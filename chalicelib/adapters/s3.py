@@ -10,7 +10,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib.registry.records import PendingMultipart, StoredObject
+from chalicelib.registry.records import PendingMultipart, StoredObject, UploadPart
 
 STREAM_CHUNK = 1024 * 1024
 
@@ -37,6 +37,42 @@ class S3BlobStore:
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
         )
         return url
+
+    def presign_upload_part(self, key: str, multipart_id: str, number: int, expires_in: int) -> str:
+        # SigV4 (s3_client's config): the client sends the part with no headers of its own,
+        # so none is signed but Host; no checksum either (FACTS: a presigned ChecksumSHA256
+        # becomes a header the uploader must send). The registry hashes the object itself.
+        url: str = self.client.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "UploadId": multipart_id,
+                "PartNumber": number,
+            },
+            ExpiresIn=expires_in,
+        )
+        return url
+
+    def list_parts(self, key: str, multipart_id: str) -> list[UploadPart]:
+        parts: list[UploadPart] = []
+        marker = 0
+        while True:
+            try:
+                answer = self.client.list_parts(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=multipart_id,
+                    MaxParts=1000,
+                    PartNumberMarker=marker,
+                )
+            except self.client.exceptions.NoSuchUpload:
+                raise KeyError(multipart_id) from None  # the port's "completed or aborted"
+            for part in answer.get("Parts", []):
+                parts.append(UploadPart(int(part["PartNumber"]), part["ETag"], int(part["Size"])))
+            if not answer.get("IsTruncated"):
+                return parts
+            marker = int(answer["NextPartNumberMarker"])
 
     def put_object(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)

@@ -115,6 +115,18 @@ def error_text(error: Any) -> str:
     return text[:ERROR_TEXT_LIMIT]
 
 
+@events.lambda_function(name="verify-direct-upload")
+def verify_direct_upload(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Verify a completed large direct upload (registry.direct_uploads), invoked
+    asynchronously with {"upload_id"} by the completing request. Duplicate deliveries do
+    nothing (the verification claims the session first)."""
+    upload_id = str(event.get("upload_id") or "")
+    outcome = wiring.direct_uploads().verify(upload_id) if upload_id else None
+    status = outcome.status if outcome is not None else "skipped"
+    logger.info("direct upload verified", extra={"upload": upload_id, "status": status})
+    return {"upload_id": upload_id, "status": status}
+
+
 @events.lambda_function(name="gc-failed")
 def gc_failed(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The state machine gave up on a step: mark the collection failed and release the

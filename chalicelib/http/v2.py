@@ -9,8 +9,10 @@ import json
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode
 
+from chalicelib.registry import untrusted_json
 from chalicelib.registry.auth import (
     AccessGrant,
     Action,
@@ -22,9 +24,15 @@ from chalicelib.registry.auth import (
     utcnow,
 )
 from chalicelib.registry.digests import is_digest
+from chalicelib.registry.direct_uploads import (
+    PARTS_PER_ANSWER,
+    DirectUploads,
+    PartUrl,
+)
 from chalicelib.registry.errors import (
     BlobUploadInvalidError,
     BlobUploadUnknownError,
+    DigestInvalidError,
     GarbageCollectionRunningError,
     ManifestTooBigError,
     ManifestUnknownError,
@@ -38,6 +46,7 @@ from chalicelib.registry.errors import (
 )
 from chalicelib.registry.manifests import MAX_MANIFEST_BYTES, OCI_INDEX
 from chalicelib.registry.names import RepositoryName, is_decimal, is_tag
+from chalicelib.registry.records import DirectUpload, UploadSession
 from chalicelib.registry.service import (
     RegistryService,
     parse_content_range,
@@ -50,6 +59,10 @@ from .routing import Route, match_route, route
 from .telemetry import record_request
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+# Advertised on every ping answer (200 and 401): docs/direct-uploads.md.
+EXTENSIONS_HEADER = {"Portside-Extensions": "direct-uploads/v1"}
+# Direct upload requests are small JSON documents (a completion lists at most 10,000 parts).
+MAX_DIRECT_JSON = 1024 * 1024
 JSON = "application/json"
 MAX_TOKEN_FORM = 64 * 1024
 # Upload session ids as the service issues them (UUIDs), with room to spare.
@@ -72,8 +85,11 @@ class V2Api:
         tokens: RegistryTokens,
         public_url: str | None = None,
         upload_url: str | None = None,
+        direct: DirectUploads | None = None,
     ) -> None:
         self.service = service
+        # Without a queue every direct upload is verified within its completing request.
+        self.direct = direct or DirectUploads(service)
         self.auth = authenticator
         self.capability = capability
         self.tokens = tokens
@@ -93,6 +109,8 @@ class V2Api:
         except Exception as exc:  # never a bare 500: log it and answer the spec's body
             response = internal_error_response(exc, request.method)
         response.headers.update(API_VERSION_HEADER)
+        if route_name == "ping":
+            response.headers.update(EXTENSIONS_HEADER)
         if request.method == "HEAD":
             response.body = b""
         record_request(request, response, route_name, (time.perf_counter() - started) * 1000)
@@ -399,6 +417,142 @@ class V2Api:
             },
         )
 
+    # ---------------------------------------------------------------- direct uploads
+    # docs/direct-uploads.md: parts go straight to S3 through presigned URLs. Authorized as
+    # a blob upload (push), with no capability: these routes are never an upload Location.
+
+    def start_direct_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize(request, params["name"], Action.PUSH)
+        body = _json_object(request)
+        digest = body.get("digest")
+        if not isinstance(digest, str):
+            raise DigestInvalidError("digest is required", detail={"digest": digest})
+        size = body.get("size")
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise SizeInvalidError("size must be an integer", detail={"size": size})
+        mount_from = body.get("mount_from") or []
+        if not isinstance(mount_from, list):
+            raise BlobUploadInvalidError("mount_from must be a list of repository names")
+        sources: list[RepositoryName] = []
+        for name in mount_from[:10]:
+            if not isinstance(name, str):
+                continue
+            try:
+                sources.append(self._authorize(request, name, Action.PULL))
+            except RegistryError:
+                continue  # not readable by the caller (or no such name): no mount from it
+        started = self.direct.start(
+            repo,
+            digest,
+            size,
+            sources,
+            # A registry already full refuses before any byte is sent, as on POST.
+            registry=self.auth.cached_registry(repo.registry),
+        )
+        if started.status == "exists":
+            return self._direct_created(request, repo, {"status": "exists"}, started.digest)
+        if started.status == "mounted":
+            assert started.source is not None
+            answer = {"status": "mounted", "from": str(started.source)}
+            return self._direct_created(request, repo, answer, started.digest)
+        assert started.session is not None and started.session.direct is not None
+        direct = started.session.direct
+        response = _json(
+            202,
+            {
+                "status": "uploading",
+                "upload_id": started.session.upload_id,
+                "part_size": direct.part_size,
+                "part_count": direct.part_count,
+                "parts": _part_urls(started.parts),
+                "expires_at": _iso(started.expires_at),
+            },
+        )
+        response.headers["Location"] = (
+            f"{self._base(request)}/v2/{repo}/_portside/direct-uploads/{started.session.upload_id}"
+        )
+        return response
+
+    def get_direct_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_direct(request, params)
+        session = self.direct.get(repo, params["upload"])
+        return _json(200, self._direct_status(session))
+
+    def direct_upload_parts(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_direct(request, params)
+        numbers = _json_object(request).get("numbers")
+        if (
+            not isinstance(numbers, list)
+            or not numbers
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers)
+        ):
+            raise BlobUploadInvalidError(
+                f"numbers must be a list of 1 to {PARTS_PER_ANSWER} part numbers"
+            )
+        parts, expires_at = self.direct.part_urls(repo, params["upload"], numbers)
+        return _json(200, {"parts": _part_urls(parts), "expires_at": _iso(expires_at)})
+
+    def complete_direct_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_direct(request, params)
+        listed = _json_object(request, allow_empty=True).get("parts")
+        parts: list[tuple[int, str]] | None = None
+        if listed is not None:
+            if not isinstance(listed, list):
+                raise BlobUploadInvalidError("parts must be a list of {number, etag}")
+            parts = []
+            for part in listed:
+                number = part.get("number") if isinstance(part, dict) else None
+                etag = part.get("etag") if isinstance(part, dict) else None
+                if isinstance(number, bool) or not isinstance(number, int):
+                    raise BlobUploadInvalidError("every part needs an integer number")
+                if not isinstance(etag, str):
+                    raise BlobUploadInvalidError("every part needs its etag")
+                parts.append((number, etag))
+        outcome = self.direct.complete(
+            repo, params["upload"], parts, registry=self.auth.cached_registry(repo.registry)
+        )
+        if outcome.status == "committed":
+            return self._direct_created(request, repo, {"status": "committed"}, outcome.digest)
+        return _json(202, {"status": outcome.status, "digest": outcome.digest})
+
+    def cancel_direct_upload(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
+        repo = self._authorize_direct(request, params)
+        self.direct.cancel(repo, params["upload"])
+        return HttpResponse(204, {"Content-Length": "0"})
+
+    def _authorize_direct(self, request: HttpRequest, params: dict[str, str]) -> RepositoryName:
+        repo = self._authorize(request, params["name"], Action.PUSH)
+        if not UPLOAD_ID.match(params["upload"]):
+            raise BlobUploadUnknownError(detail={"upload": params["upload"][:128]})
+        return repo
+
+    def _direct_status(self, session: UploadSession) -> dict[str, object]:
+        direct: DirectUpload | None = session.direct
+        assert direct is not None
+        body: dict[str, object] = {
+            "status": direct.status,
+            "upload_id": session.upload_id,
+            "digest": direct.digest,
+            "size": direct.size,
+            "part_size": direct.part_size,
+            "part_count": direct.part_count,
+            "uploaded": [
+                {"number": p.number, "size": p.size, "etag": p.etag}
+                for p in self.direct.uploaded(session)
+            ],
+        }
+        if direct.error_code is not None:
+            body["error"] = {"code": direct.error_code, "message": direct.error_message or ""}
+        return body
+
+    def _direct_created(
+        self, request: HttpRequest, repo: RepositoryName, body: dict[str, str], digest: str
+    ) -> HttpResponse:
+        response = _json(201, {**body, "digest": digest})
+        response.headers["Location"] = f"{self._base(request)}/v2/{repo}/blobs/{digest}"
+        response.headers["Docker-Content-Digest"] = digest
+        return response
+
     # ---------------------------------------------------------------- manifests
 
     def get_manifest(self, request: HttpRequest, params: dict[str, str]) -> HttpResponse:
@@ -504,6 +658,30 @@ def _json(status: int, body: object, content_type: str = JSON) -> HttpResponse:
     )
 
 
+def _json_object(request: HttpRequest, allow_empty: bool = False) -> dict[str, object]:
+    """The request's JSON object body; BLOB_UPLOAD_INVALID for anything else."""
+    raw = _read_limited(request, MAX_DIRECT_JSON, RequestTooLargeError, "request body")
+    if allow_empty and not raw.strip():
+        return {}
+    try:
+        body = untrusted_json.loads(raw)
+    except ValueError as exc:
+        raise BlobUploadInvalidError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BlobUploadInvalidError("the body must be a JSON object")
+    return body
+
+
+def _part_urls(parts: tuple[PartUrl, ...]) -> list[dict[str, object]]:
+    return [{"number": p.number, "url": p.url} for p in parts]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _stored_reference(reference: str) -> str:
     """``reference`` if it could name a stored manifest. A push refuses a malformed tag, so
     no manifest is ever stored under one: reading or deleting by it answers 404
@@ -550,6 +728,21 @@ ROUTES: tuple[Route[Handler], ...] = (
         HEAD=V2Api.get_manifest,
         PUT=V2Api.put_manifest,
         DELETE=V2Api.delete_manifest,
+    ),
+    # Before the blob routes; "_portside" cannot start a repository path component.
+    route(rf"^/v2/{_NAME}/_portside/direct-uploads/?$", POST=V2Api.start_direct_upload),
+    route(
+        rf"^/v2/{_NAME}/_portside/direct-uploads/(?P<upload>[^/]+)$",
+        GET=V2Api.get_direct_upload,
+        DELETE=V2Api.cancel_direct_upload,
+    ),
+    route(
+        rf"^/v2/{_NAME}/_portside/direct-uploads/(?P<upload>[^/]+)/parts$",
+        POST=V2Api.direct_upload_parts,
+    ),
+    route(
+        rf"^/v2/{_NAME}/_portside/direct-uploads/(?P<upload>[^/]+)/complete$",
+        POST=V2Api.complete_direct_upload,
     ),
     route(rf"^/v2/{_NAME}/blobs/uploads/?$", POST=V2Api.start_upload),
     route(

@@ -21,6 +21,7 @@ from .records import (
     TagRecord,
     TokenRecord,
     TrafficCounts,
+    UploadPart,
     UploadSession,
     UsageMonth,
 )
@@ -60,6 +61,16 @@ class BlobStore(Protocol):
 
     def list_multipart_uploads(self, prefix: str, limit: int) -> list[PendingMultipart]:
         """Multipart uploads under ``prefix`` that were neither completed nor aborted."""
+        ...
+
+    def presign_upload_part(self, key: str, multipart_id: str, number: int, expires_in: int) -> str:
+        """A URL that a client PUTs part ``number`` of the multipart upload to, with no
+        credentials and no headers of its own, for ``expires_in`` seconds."""
+        ...
+
+    def list_parts(self, key: str, multipart_id: str) -> list[UploadPart]:
+        """The parts the multipart upload holds, by number; ``KeyError`` if it is gone
+        (completed or aborted)."""
         ...
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Retention, immutability and schedule settings are data of the registry record; rules.py
 # imports nothing of this module at import time, so this is no cycle.
@@ -120,6 +120,44 @@ class UploadPart:
     size: int
 
 
+@dataclass(frozen=True)
+class DirectUpload:
+    """What a direct upload (registry.direct_uploads) adds to its session: the blob the
+    client announced, how it is cut into parts it sends straight to S3, and where the
+    upload stands (``status``: uploading, verifying, committed or failed)."""
+
+    digest: str
+    size: int
+    part_size: int
+    part_count: int
+    status: str = "uploading"
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "digest": self.digest,
+            "size": self.size,
+            "part_size": self.part_size,
+            "part_count": self.part_count,
+            "status": self.status,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DirectUpload:
+        return cls(
+            digest=str(data["digest"]),
+            size=int(data["size"]),
+            part_size=int(data["part_size"]),
+            part_count=int(data["part_count"]),
+            status=str(data.get("status") or "uploading"),
+            error_code=data.get("error_code"),
+            error_message=data.get("error_message"),
+        )
+
+
 @dataclass
 class UploadSession:
     """A resumable blob upload.
@@ -149,6 +187,9 @@ class UploadSession:
     # until ``claimed_until`` passes, only the holder of ``claim_id`` may save or end it.
     claim_id: str | None = None
     claimed_until: datetime | None = None
+    # Set for a direct upload (parts sent to S3 by the client); None for the standard path.
+    # A session of one kind is unknown to the other kind's routes.
+    direct: DirectUpload | None = None
 
     def held_by_other(self, now: datetime, holder: str | None) -> bool:
         return (

@@ -205,6 +205,17 @@ class RegistryService:
         self.store.put_upload(session)
         return session
 
+    def now(self) -> datetime:
+        """The service's clock (a fixed one in tests)."""
+        return self._clock()
+
+    def refuse_when_full(
+        self, repo: RepositoryName, registry: RegistryRecord | None, digest: str | None = None
+    ) -> None:
+        """The early quota refusal of a start (see ``_refuse_when_full``); the direct
+        uploads' start uses it too."""
+        self._refuse_when_full(repo, registry, digest)
+
     def _refuse_when_full(
         self, repo: RepositoryName, registry: RegistryRecord | None, digest: str | None = None
     ) -> None:
@@ -238,11 +249,17 @@ class RegistryService:
             return quotas.repository_refusal(registry)
         return None
 
-    def get_upload(self, repo: RepositoryName, upload_id: str) -> UploadSession:
+    def get_upload(
+        self, repo: RepositoryName, upload_id: str, direct: bool = False
+    ) -> UploadSession:
+        """The live session ``upload_id`` of ``repo`` (this incarnation of its registry);
+        ``direct`` picks the kind: a direct upload (registry.direct_uploads) is unknown to
+        the standard routes and a standard one to the direct routes."""
         session = self.store.get_upload(upload_id)
         if (
             session is None
             or not session.belongs_to(repo)
+            or (session.direct is not None) != direct
             or (session.expires_at is not None and session.expires_at <= self._clock())
         ):
             raise BlobUploadUnknownError(detail={"upload": upload_id})

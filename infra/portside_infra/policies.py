@@ -350,3 +350,24 @@ def meter_api_logs_statements(table: dynamodb.ITable) -> list[iam.PolicyStatemen
     registries by name (GetItem) and the usage items. No S3, and no events: pulls and
     pushes have no thresholds."""
     return [iam.PolicyStatement(actions=METER_TABLE_ACTIONS, resources=[table.table_arn])]
+
+
+def verify_direct_upload_statements(
+    table: dynamodb.ITable, bucket: s3.IBucket
+) -> list[iam.PolicyStatement]:
+    """verify-direct-upload: read the assembled object, delete it on a mismatch, and commit
+    the blob (the same table writes as a commit on the API)."""
+    return [
+        iam.PolicyStatement(
+            actions=API_TABLE_ACTIONS, resources=[table.table_arn, _index_arn(table)]
+        ),
+        iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:DeleteObject"], resources=[_registries(bucket)]
+        ),
+        _list_registries(bucket),
+    ]
+
+
+def invoke_function_statement(function_arn: str) -> iam.PolicyStatement:
+    """The API's asynchronous invocation of verify-direct-upload, and of nothing else."""
+    return iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function_arn])

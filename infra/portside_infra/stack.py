@@ -58,12 +58,15 @@ STREAM_FUNCTIONS = {"quota-watch": "QuotaWatch"}
 # Egress metering (registry.metering): log objects of the log bucket (EventBridge rule) and
 # API Gateway access-log records (a CloudWatch Logs subscription).
 METER_FUNCTIONS = {"meter-access-logs": "MeterAccessLogs", "meter-api-logs": "MeterApiLogs"}
+# Invoked asynchronously by the API (registry.direct_uploads): verifies large direct uploads.
+ASYNC_FUNCTIONS = {"verify-direct-upload": "VerifyDirectUpload"}
 LOGICAL_IDS = {
     API_FUNCTION: "APIHandler",
     **SCHEDULED,
     **GC_FUNCTIONS,
     **STREAM_FUNCTIONS,
     **METER_FUNCTIONS,
+    **ASYNC_FUNCTIONS,
 }
 # Where the log bucket receives each kind of log (chalicelib/events/handlers.py).
 S3_ACCESS_LOG_PREFIX = "s3-access/"
@@ -137,6 +140,7 @@ class PortsideStack(cdk.Stack):
         self.chalice = self._chalice_app()
         self._quota_watch_stream()
         self._metering()
+        self._direct_upload_verification()
         self.public_url = self._public_entry()
         self.upload_url: str | None = None
         if stage.upload_host.enabled:
@@ -286,6 +290,9 @@ class PortsideStack(cdk.Stack):
                 self.table, self.log_bucket, self._event_bus_arn()
             ),
             "meter-api-logs": policies.meter_api_logs_statements(self.table),
+            "verify-direct-upload": policies.verify_direct_upload_statements(
+                self.table, self.bucket
+            ),
         }
         roles = {}
         for name, grants in statements.items():
@@ -418,6 +425,19 @@ class PortsideStack(cdk.Stack):
         mapping.node.add_dependency(self.roles["quota-watch"])
         self.chalice.add_environment_variable("PORTSIDE_EVENT_BUS", EVENT_BUS, logical)
         return mapping
+
+    # ---------------------------------------------------- direct uploads
+
+    def _direct_upload_verification(self) -> None:
+        """The API invokes verify-direct-upload asynchronously for large direct uploads
+        (registry.direct_uploads); Lambda retries a failed invocation twice, and a
+        duplicate delivery does nothing (the verification claims the session first)."""
+        logical = ASYNC_FUNCTIONS["verify-direct-upload"]
+        arn = self.chalice.get_function(logical).function_arn
+        self.chalice.add_environment_variable(
+            "PORTSIDE_VERIFY_FUNCTION", arn, LOGICAL_IDS[API_FUNCTION]
+        )
+        self.roles[API_FUNCTION].add_to_policy(policies.invoke_function_statement(arn))
 
     # ---------------------------------------------------- egress metering
 

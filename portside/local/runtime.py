@@ -140,6 +140,13 @@ def serve(
     # environment, as it does on AWS.
     states = stepfunctions_client(endpoint, os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
     state_machine = install_state_machine(states)
+    # Large direct uploads are verified by an asynchronous Lambda invocation on AWS; here
+    # by the same function, resolved from its handler string, in a thread.
+    from chalicelib.wiring import use_verification_queue
+
+    from .invocations import local_verification_queue
+
+    use_verification_queue(local_verification_queue(create_app()))
     boot = provision(registry, token)
     access_logs.create_log_bucket()
     stop = threading.Event()

@@ -128,3 +128,41 @@ def test_a_presigned_get_serves_the_object(blobs: BlobStore, prefix: str) -> Non
     answer = requests.get(url, timeout=30)
     assert answer.status_code == 200 and answer.content == b"presigned bytes"
     assert "X-Amz-Signature=" in url and "X-Amz-Expires=60" in url
+
+
+def test_parts_put_to_presigned_urls_are_listed_and_assemble(blobs: BlobStore, prefix: str) -> None:
+    """Direct uploads: the client PUTs each part to its presigned URL with no headers of its
+    own; ``list_parts`` reports what arrived; a completed upload is a KeyError to list."""
+    key = prefix + "direct"
+    first, last = os.urandom(5 * MIB), os.urandom(10)
+    upload = blobs.create_multipart(key)
+    assert blobs.list_parts(key, upload) == []
+    etags = []
+    for number, data in ((1, first), (2, last)):
+        url = blobs.presign_upload_part(key, upload, number, 300)
+        if isinstance(blobs, MemoryBlobStore):
+            etags.append(blobs.upload_part(key, upload, number, data))
+            continue
+        assert "X-Amz-Signature=" in url and "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url
+        answer = requests.put(url, data=data, timeout=30)
+        assert answer.status_code == 200, answer.text
+        etags.append(answer.headers["ETag"])
+    listed = blobs.list_parts(key, upload)
+    assert [(p.number, p.size) for p in listed] == [(1, 5 * MIB), (2, 10)]
+    assert [p.etag.strip('"') for p in listed] == [e.strip('"') for e in etags]
+    blobs.complete_multipart(key, upload, [(p.number, p.etag) for p in listed])
+    assert hashlib.sha256(b"".join(blobs.iter_object(key))).digest() == (
+        hashlib.sha256(first + last).digest()
+    )
+    with pytest.raises(KeyError):
+        blobs.list_parts(key, upload)
+
+
+def test_a_single_empty_part_completes_an_empty_object(blobs: BlobStore, prefix: str) -> None:
+    key = prefix + "empty"
+    upload = blobs.create_multipart(key)
+    blobs.upload_part(key, upload, 1, b"")
+    blobs.complete_multipart(
+        key, upload, [(p.number, p.etag) for p in blobs.list_parts(key, upload)]
+    )
+    assert blobs.get_object(key) == b""

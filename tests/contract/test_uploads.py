@@ -189,3 +189,20 @@ def test_a_session_is_expired_from_its_expiry_time_on(
     store.put_upload(session)
     listed = [s.upload_id for s in store.list_expired_uploads(at, 1000)]
     assert session.upload_id in listed
+
+
+def test_a_direct_upload_reads_back_with_its_announced_blob_and_status(
+    store: MetadataStore, repo: RepositoryName
+) -> None:
+    from chalicelib.registry.records import DirectUpload
+
+    announced = DirectUpload(digest_of("direct"), 6, 8 * 1024 * 1024, 1)
+    session = replace(upload(repo), direct=announced)
+    store.put_upload(session)
+    assert read(store, session) == session
+    failed = replace(
+        read(store, session),
+        direct=replace(announced, status="failed", error_code="DIGEST_INVALID", error_message="x"),
+    )
+    store.update_upload(failed)
+    assert read(store, session).direct == failed.direct

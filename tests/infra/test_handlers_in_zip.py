@@ -93,6 +93,10 @@ class Aws:
             "PORTSIDE_UPLOAD_URL": UPLOAD_URL,
             "PORTSIDE_GC_STATE_MACHINE_ARN": GC_STATE_MACHINE_ARN,
             "PORTSIDE_LOG_BUCKET": self.log_bucket(table),
+            # Large direct uploads' verifier: the API probes never complete one.
+            "PORTSIDE_VERIFY_FUNCTION": (
+                f"arn:aws:lambda:{REGION}:123456789012:function:{table}-verify-direct-upload"
+            ),
             "AWS_DEFAULT_REGION": REGION,
         }
 
@@ -260,6 +264,20 @@ def _log_consumers(resources: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def _async_invoked(resources: dict[str, Any]) -> dict[str, str]:
+    """Function logical ID -> "direct-verify" for the function another function's
+    PORTSIDE_VERIFY_FUNCTION names (the API invokes it asynchronously)."""
+    found: dict[str, str] = {}
+    for resource in resources.values():
+        variables = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        named = re.findall(
+            r'"Fn::GetAtt": \["([^"]+)", "Arn"\]',
+            json.dumps(variables.get("PORTSIDE_VERIFY_FUNCTION")),
+        )
+        found.update((name, "direct-verify") for name in named)
+    return found
+
+
 def template_functions(stage: str, synth: Synth) -> list[Function]:
     resources = synth.resources
     edge = {
@@ -267,6 +285,7 @@ def template_functions(stage: str, synth: Synth) -> list[Function]:
         **_state_machine_tasks(resources),
         **_stream_consumers(resources),
         **_log_consumers(resources),
+        **_async_invoked(resources),
     }
     functions = []
     for logical, resource in resources.items():
@@ -528,6 +547,9 @@ def cases_for(function: Function, token: str) -> list[dict[str, Any]]:
         return [{"label": "new S3 access-log object", "event": event}]
     if function.kind == "cloudwatch-logs":
         return [{"label": "API access-log batch", "event": api_logs_event()}]
+    if function.kind == "direct-verify":
+        # What the API sends (LambdaVerificationQueue), for an upload that does not exist.
+        return [{"label": "unknown direct upload", "event": {"upload_id": uuid.uuid4().hex}}]
     if function.kind == "origin-response":
         challenge = f'Bearer realm="{PUBLIC_URL}/v2/token",service="portside"'
         return [
@@ -577,7 +599,14 @@ def run_probe(
 ) -> dict[str, Any]:
     token = ""
     table = function.properties.get("Environment", {}).get("Variables", {}).get("PORTSIDE_TABLE")
-    if function.kind in ("api", "schedule", "gc-step", "gc-failed", "cloudwatch-logs"):
+    if function.kind in (
+        "api",
+        "schedule",
+        "gc-step",
+        "gc-failed",
+        "cloudwatch-logs",
+        "direct-verify",
+    ):
         token = aws.provision(table)
     if function.kind == "log-object":
         aws.provision(table)  # the table
@@ -650,6 +679,10 @@ def _failures(function: Function, report: dict[str, Any], roots: tuple[str, ...]
             isinstance(result, dict) and result.get("records") == 2
         ):
             failures.append(f"{where} [{label}] returned {result!r}: records not metered")
+        elif function.kind == "direct-verify" and not (
+            isinstance(result, dict) and result.get("status") == "skipped"
+        ):
+            failures.append(f"{where} [{label}] returned {result!r}: not a clean no-op")
         elif function.kind == "origin-response" and (
             not isinstance(result, dict) or int(result.get("status", 500)) >= 500
         ):
@@ -676,6 +709,7 @@ def test_every_handler_of_every_stage_resolves_and_runs_in_the_deployed_artifact
         assert kinds.count("gc-step") == kinds.count("gc-failed") == 1, (stage, kinds)
         assert kinds.count("dynamodb-stream") == 1, (stage, kinds)  # quota-watch
         assert kinds.count("log-object") == kinds.count("cloudwatch-logs") == 1, (stage, kinds)
+        assert kinds.count("direct-verify") == 1, (stage, kinds)
         # The local runtime fires exactly the schedules the template deploys.
         deployed = {f.handler for f in functions if f.kind == "schedule"}
         assert deployed == declared_schedules, stage

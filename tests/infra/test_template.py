@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk.assertions import Match
+from portside_infra import policies
 
 from .conftest import Synth
 
@@ -147,6 +148,7 @@ def test_every_schedule_is_present_with_its_rate(synths: dict[str, Synth], stage
         "ExportBilling",
         "MeterAccessLogs",
         "MeterApiLogs",
+        "VerifyDirectUpload",
     }
     schedules = {
         logical: [
@@ -168,6 +170,7 @@ def test_every_schedule_is_present_with_its_rate(synths: dict[str, Synth], stage
         "ExportBilling": [("Schedule", "rate(1 day)")],
         "MeterAccessLogs": [],  # an EventBridge rule on the log bucket's objects
         "MeterApiLogs": [],  # a subscription of the API's access-log group
+        "VerifyDirectUpload": [],  # invoked asynchronously by the API
     }
     assert fns["ScheduledCollections"]["Properties"]["Handler"] == (
         "chalicelib.events.handlers.run_scheduled_collections_schedule"
@@ -327,6 +330,19 @@ def test_each_function_gets_exactly_its_grants(synths: dict[str, Synth]) -> None
     assert api["s3:ListBucket"] == {"bucket", "exports bucket"}
     assert api["secretsmanager:GetSecretValue"] == {"secret"}
     assert "dynamodb:Scan" not in api and "s3:*" not in api
+    # Large direct uploads: the API invokes the verifier, and no other function.
+    verifier = {"Fn::GetAtt": ["VerifyDirectUpload", "Arn"]}
+    assert env(synth, "APIHandler")["PORTSIDE_VERIFY_FUNCTION"] == verifier
+    [invoked] = api["lambda:InvokeFunction"]
+    assert "VerifyDirectUpload" in invoked
+    assert grants("VerifyDirectUpload") == {
+        **{a: {"table", "index"} for a in policies.API_TABLE_ACTIONS},
+        "s3:GetObject": {"registries"},
+        "s3:DeleteObject": {"registries"},
+        "s3:ListBucket": {"bucket"},
+        "logs:CreateLogStream": {"logs"},
+        "logs:PutLogEvents": {"logs"},
+    }
 
     assert grants("CleanupExpiredUploads") == {
         "dynamodb:Query": {"index"},
