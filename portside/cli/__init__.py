@@ -27,6 +27,7 @@ from portside.cli import (
     serve,
     tags,
     tokens,
+    transfer,
 )
 from portside.cli.context import global_options
 from portside.clientlib import ClientError
@@ -71,5 +72,7 @@ for _command in (
     tokens.token,
     accounts.account,
     serve.serve,
+    transfer.push_command,
+    transfer.pull_command,
 ):
     main.add_command(_command)

@@ -1,0 +1,473 @@
+"""A distribution-spec client on ``requests``: auth, blobs, manifests.
+
+Authentication follows the registry's challenge: a ``Bearer`` challenge sends the client to
+the token endpoint (``realm``, ``service``, ``scope``) with the credentials as HTTP Basic, and
+tokens are cached per scope; a ``Basic`` challenge gets the credentials directly. Downloads
+that the registry redirects elsewhere (S3) never carry the registry's Authorization header.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import requests
+
+from .errors import DigestMismatch, RegistryError, describe_error
+from .media import ACCEPT, check_digest, manifest_media_type, sha256_digest
+from .reference import is_loopback_host
+
+Progress = Callable[[int], None]
+Body = bytes | Callable[[], Any] | None
+TIMEOUT = (30, 300)
+CHUNK = 1 << 20
+EXTENSIONS_HEADER = "Portside-Extensions"
+_CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def basic(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``('bearer', {'realm': ..., 'service': ..., 'scope': ...})`` from WWW-Authenticate."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {
+        m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _CHALLENGE_PARAM.finditer(rest)
+    }
+    return scheme.lower(), params
+
+
+class ProgressReader:
+    """A file slice for request bodies: ``read`` reports progress and feeds a hash; ``len``
+    lets requests send a Content-Length instead of chunked encoding."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        length: int,
+        progress: Progress | None = None,
+        hasher: Any = None,
+    ) -> None:
+        self._stream = stream
+        self._left = length
+        self._length = length
+        self._progress = progress
+        self._hasher = hasher
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        wanted = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._stream.read(wanted)
+        if not data and wanted:
+            raise OSError("the source ended before the expected size")
+        self._left -= len(data)
+        if self._hasher is not None:
+            self._hasher.update(data)
+        if self._progress is not None:
+            self._progress(len(data))
+        return data
+
+
+class RegistryClient:
+    """One registry host: ``request`` handles auth; the methods speak the distribution spec."""
+
+    def __init__(
+        self,
+        host: str,
+        credentials: Credentials | None = None,
+        *,
+        plain_http: bool | None = None,
+        insecure: bool = False,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.host = host
+        use_http = is_loopback_host(host) if plain_http is None else plain_http
+        self.base_url = f"{'http' if use_http else 'https'}://{host}"
+        self.credentials = credentials
+        self.verify_tls = not insecure
+        self.session = session or requests.Session()
+        self.session.verify = self.verify_tls
+        adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=32)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        # A separate session for other hosts (S3): never the registry's headers.
+        self.foreign = requests.Session()
+        self.foreign.verify = self.verify_tls
+        self.foreign.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=32))
+        self.foreign.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=32))
+        self._lock = threading.Lock()
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._basic = False
+        self._ping: requests.Response | None = None
+
+    # ------------------------------------------------------------ auth and requests
+
+    def url(self, path: str) -> str:
+        return urljoin(self.base_url + "/", path.lstrip("/"))
+
+    def _auth_header(self, scope: str) -> str | None:
+        with self._lock:
+            cached = self._tokens.get(scope)
+            if cached and cached[1] > time.monotonic():
+                return f"Bearer {cached[0]}"
+        if self._basic and self.credentials is not None:
+            return self.credentials.basic()
+        return None
+
+    def _fetch_token(self, params: dict[str, str], scope: str) -> None:
+        realm = params.get("realm")
+        if not realm:
+            raise RegistryError(f"{self.host}: a Bearer challenge without a realm")
+        query: list[tuple[str, str]] = []
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        for item in scope.split(" "):
+            if item:
+                query.append(("scope", item))
+        headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
+        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+        try:
+            answer = self.session.get(url, headers=headers, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise RegistryError(f"token endpoint {realm} unreachable ({exc})") from exc
+        if answer.status_code != 200:
+            message, code = describe_error("GET", realm, answer.status_code, _json(answer))
+            raise RegistryError(message, answer.status_code, code)
+        body = _json(answer)
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"token endpoint {realm} answered no token")
+        lifetime = body.get("expires_in") if isinstance(body, dict) else None
+        seconds = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else 60.0
+        with self._lock:
+            self._tokens[scope] = (token, time.monotonic() + max(seconds - 10, seconds / 2))
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        scope: str = "",
+        *,
+        body: Body = None,
+        headers: dict[str, str] | None = None,
+        ok: Iterable[int] = (200,),
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send with the cached auth for ``scope``; on a 401 answer the challenge once and
+        resend (``body``: bytes, or a callable that builds a fresh body for each attempt)."""
+        allowed = set(ok)
+        for attempt in range(2):
+            sent = dict(headers or {})
+            auth = self._auth_header(scope)
+            if auth:
+                sent["Authorization"] = auth
+            data = body() if callable(body) else body
+            try:
+                answer = self.session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=sent,
+                    timeout=TIMEOUT,
+                    allow_redirects=False,
+                    stream=stream,
+                )
+            except requests.RequestException as exc:
+                raise RegistryError(f"{method} {url}: {self.host} unreachable ({exc})") from exc
+            if answer.status_code == 401 and attempt == 0 and self._answer_challenge(answer, scope):
+                answer.close()
+                continue
+            if answer.status_code not in allowed:
+                message, code = describe_error(method, url, answer.status_code, _json(answer))
+                answer.close()
+                raise RegistryError(message, answer.status_code, code)
+            return answer
+        raise AssertionError("unreachable")
+
+    def _answer_challenge(self, answer: requests.Response, scope: str) -> bool:
+        scheme, params = parse_challenge(answer.headers.get("WWW-Authenticate", ""))
+        if scheme == "bearer":
+            wanted = scope or params.get("scope", "")
+            self._fetch_token(params, wanted)
+            return True
+        if scheme == "basic" and self.credentials is not None:
+            # Another thread may have learnt it first: resending once is still right.
+            self._basic = True
+            return True
+        return False
+
+    # ------------------------------------------------------------ base
+
+    def ping(self) -> requests.Response:
+        """``GET /v2/`` (any answer but a transport failure): its headers advertise
+        extensions on a 401 too."""
+        if self._ping is None:
+            try:
+                self._ping = self.session.get(self.url("/v2/"), timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                raise RegistryError(f"{self.base_url}/v2/ unreachable ({exc})") from exc
+        return self._ping
+
+    def extensions(self) -> set[str]:
+        raw = self.ping().headers.get(EXTENSIONS_HEADER, "")
+        return {item.strip() for item in raw.split(",") if item.strip()}
+
+    # ------------------------------------------------------------ blobs
+
+    def blob_exists(self, name: str, digest: str, scope: str) -> int | None:
+        """The blob's size when the repository has it, else None."""
+        answer = self.request("HEAD", self.url(f"/v2/{name}/blobs/{digest}"), scope, ok=(200, 404))
+        if answer.status_code == 404:
+            return None
+        length = answer.headers.get("Content-Length")
+        return int(length) if length and length.isdigit() else -1
+
+    def mount_blob(self, name: str, digest: str, source: str, scope: str) -> bool:
+        """Cross-repository mount; False when the registry started an upload instead (it is
+        cancelled)."""
+        url = self.url(f"/v2/{name}/blobs/uploads/?" + urlencode({"mount": digest, "from": source}))
+        answer = self.request("POST", url, scope, ok=(201, 202))
+        if answer.status_code == 201:
+            return True
+        location = answer.headers.get("Location")
+        if location:
+            with contextlib.suppress(RegistryError):
+                self.request(
+                    "DELETE", urljoin(answer.url, location), scope, ok=(200, 202, 204, 404)
+                )
+        return False
+
+    def start_upload(self, name: str, scope: str) -> str:
+        answer = self.request(
+            "POST",
+            self.url(f"/v2/{name}/blobs/uploads/"),
+            scope,
+            ok=(202,),
+            headers={"Content-Length": "0"},
+        )
+        return self._location(answer)
+
+    def _location(self, answer: requests.Response) -> str:
+        location = answer.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{answer.request.method} {answer.url}: no Location header")
+        return urljoin(answer.url, location)
+
+    def upload_blob(
+        self,
+        name: str,
+        digest: str,
+        size: int,
+        opener: Callable[[], IO[bytes]],
+        scope: str,
+        progress: Progress | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        """POST a session, then one PUT (``chunk_size`` None or >= size) or PATCH chunks and
+        a closing PUT, each to the Location the previous answer gave."""
+        location = self.start_upload(name, scope)
+        hasher = hashlib.sha256()
+        with opener() as stream:
+            if chunk_size is None or size <= chunk_size:
+                self._put_final(location, digest, scope, stream, size, progress, hasher)
+            else:
+                offset = 0
+                while offset < size:
+                    length = min(chunk_size, size - offset)
+                    reader = ProgressReader(stream, length, progress, hasher)
+                    answer = self.request(
+                        "PATCH",
+                        location,
+                        scope,
+                        body=_once(reader),
+                        ok=(202,),
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            "Content-Length": str(length),
+                            "Content-Range": f"{offset}-{offset + length - 1}",
+                        },
+                    )
+                    location = self._location(answer)
+                    offset += length
+                self._put_final(location, digest, scope, stream, 0, None, hasher)
+        if "sha256:" + hasher.hexdigest() != digest:
+            raise DigestMismatch(
+                f"the source's bytes for {digest} hash to sha256:{hasher.hexdigest()}"
+            )
+
+    def _put_final(
+        self,
+        location: str,
+        digest: str,
+        scope: str,
+        stream: IO[bytes],
+        length: int,
+        progress: Progress | None,
+        hasher: Any,
+    ) -> None:
+        separator = "&" if "?" in location else "?"
+        reader = ProgressReader(stream, length, progress, hasher)
+        answer = self.request(
+            "PUT",
+            f"{location}{separator}{urlencode({'digest': digest})}",
+            scope,
+            body=_once(reader),
+            ok=(201,),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+        )
+        returned = answer.headers.get("Docker-Content-Digest")
+        if returned and returned != digest:
+            raise DigestMismatch(f"the registry stored {returned} for {digest}")
+
+    def download_blob(
+        self,
+        name: str,
+        digest: str,
+        target: Path,
+        scope: str,
+        size: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """GET the blob (following redirects without the registry's Authorization to other
+        hosts) into ``target``, verifying size and digest; nothing is left at ``target``
+        unless it verified (written to a temporary name, then renamed)."""
+        check_digest(digest)
+        answer = self.request(
+            "GET",
+            self.url(f"/v2/{name}/blobs/{digest}"),
+            scope,
+            ok=(200, 301, 302, 303, 307, 308),
+            stream=True,
+        )
+        for _ in range(5):
+            if answer.status_code == 200:
+                break
+            location = urljoin(answer.url, answer.headers.get("Location", ""))
+            answer.close()
+            same = urlsplit(location).netloc == urlsplit(self.base_url).netloc
+            if same:
+                answer = self.request(
+                    "GET", location, scope, ok=(200, 301, 302, 303, 307, 308), stream=True
+                )
+            else:
+                try:
+                    answer = self.foreign.get(
+                        location, timeout=TIMEOUT, allow_redirects=False, stream=True
+                    )
+                except requests.RequestException as exc:
+                    raise RegistryError(f"blob download {digest} failed ({exc})") from exc
+                if answer.status_code not in (200, 301, 302, 303, 307, 308):
+                    answer.close()
+                    raise RegistryError(
+                        f"blob {digest}: the redirect target answered HTTP {answer.status_code}",
+                        answer.status_code,
+                    )
+        else:
+            raise RegistryError(f"blob {digest}: too many redirects")
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
+        hasher = hashlib.sha256()
+        written = 0
+        try:
+            with answer, partial.open("wb") as handle:
+                for chunk in answer.iter_content(CHUNK):
+                    handle.write(chunk)
+                    hasher.update(chunk)
+                    written += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            actual = "sha256:" + hasher.hexdigest()
+            if actual != digest:
+                raise DigestMismatch(f"blob {digest} from {self.host} hashes to {actual}")
+            if size is not None and written != size:
+                raise DigestMismatch(f"blob {digest}: {written} bytes, the manifest says {size}")
+            os.replace(partial, target)
+        except requests.RequestException as exc:
+            raise RegistryError(f"blob download {digest} failed ({exc})") from exc
+        finally:
+            if partial.exists():
+                partial.unlink()
+
+    # ------------------------------------------------------------ manifests
+
+    def get_manifest(self, name: str, reference: str, scope: str) -> tuple[bytes, str, str]:
+        """``(body, media type, digest)``, the digest verified against the bytes."""
+        answer = self.request(
+            "GET",
+            self.url(f"/v2/{name}/manifests/{reference}"),
+            scope,
+            headers={"Accept": ACCEPT},
+        )
+        body = answer.content
+        digest = sha256_digest(body)
+        expected = reference if reference.startswith("sha256:") else None
+        expected = expected or answer.headers.get("Docker-Content-Digest")
+        if expected and expected.startswith("sha256:") and expected != digest:
+            raise DigestMismatch(f"manifest {name}:{reference} hashes to {digest}, not {expected}")
+        return body, manifest_media_type(body, answer.headers.get("Content-Type")), digest
+
+    def put_manifest(
+        self, name: str, reference: str, body: bytes, media_type: str, scope: str
+    ) -> str:
+        answer = self.request(
+            "PUT",
+            self.url(f"/v2/{name}/manifests/{reference}"),
+            scope,
+            body=body,
+            headers={"Content-Type": media_type},
+            ok=(200, 201, 202),
+        )
+        digest = sha256_digest(body)
+        returned = answer.headers.get("Docker-Content-Digest")
+        if returned and returned != digest:
+            raise DigestMismatch(f"the registry stored manifest {returned}, sent {digest}")
+        return digest
+
+
+def _once(reader: ProgressReader) -> Callable[[], Any]:
+    """A body for ``request`` that can be sent once: a streamed body cannot be replayed after
+    a 401, so the upload authenticates before (the POST that starts the session)."""
+    used = [False]
+
+    def build() -> Any:
+        if used[0]:
+            raise RegistryError(
+                "the registry asked to authenticate again in the middle of an upload"
+            )
+        used[0] = True
+        return reader
+
+    return build
+
+
+def _json(answer: requests.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return None
+
+
+def iter_file(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            yield chunk

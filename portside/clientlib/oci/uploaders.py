@@ -1,0 +1,354 @@
+"""How a blob gets to the registry: the upload-strategy seam.
+
+``StandardUploader`` speaks the distribution spec (monolithic PUT, or PATCH chunks for big
+blobs; a cross-repository mount first when a source repository is known).
+``DirectUploader`` speaks Portside's direct-uploads/v1 extension (docs/direct-uploads.md): the
+registry hands out presigned S3 multipart URLs, the parts go to S3 in parallel without the
+registry's credentials, and the registry verifies the assembled object before the blob exists.
+An interrupted direct upload resumes: the upload id is kept in a state file, and the status
+route says which parts S3 already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urljoin
+
+import requests
+
+from .errors import RegistryError
+from .model import Blob
+from .registry import TIMEOUT, Progress, ProgressReader, RegistryClient
+
+DIRECT_EXTENSION = "direct-uploads/v1"
+STRATEGIES = ("auto", "standard", "direct")
+
+
+class BlobUploader(Protocol):
+    """Uploads one blob the registry lacks; answers ``uploaded``, ``mounted`` or ``exists``."""
+
+    name: str
+
+    def upload(self, repository: str, blob: Blob, scope: str, progress: Progress) -> str: ...
+
+
+class StandardUploader:
+    name = "standard"
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        chunk_size: int | None = 64 << 20,
+        mount_from: Sequence[str] = (),
+    ) -> None:
+        self.client = client
+        self.chunk_size = chunk_size
+        self.mount_from = list(mount_from)
+
+    def upload(self, repository: str, blob: Blob, scope: str, progress: Progress) -> str:
+        for source in self.mount_from:
+            if source == repository:
+                continue
+            try:
+                mount_scope = f"{scope} repository:{source}:pull"
+                if self.client.mount_blob(repository, blob.digest, source, mount_scope):
+                    return "mounted"
+            except RegistryError:
+                continue
+        self.client.upload_blob(
+            repository, blob.digest, blob.size, blob.opener, scope, progress, self.chunk_size
+        )
+        return "uploaded"
+
+
+class DirectUploader:
+    name = "direct"
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        state_dir: Path | None = None,
+        *,
+        part_workers: int = 4,
+        poll_interval: float = 0.5,
+        verify_timeout: float = 3600.0,
+        attempts: int = 2,
+        mount_from: Sequence[str] = (),
+    ) -> None:
+        self.client = client
+        self.state_dir = state_dir
+        self.part_workers = part_workers
+        self.poll_interval = poll_interval
+        self.verify_timeout = verify_timeout
+        self.attempts = attempts
+        self.mount_from = list(mount_from)
+
+    # ------------------------------------------------------------ state file
+
+    def _state_path(self, repository: str, digest: str) -> Path | None:
+        if self.state_dir is None:
+            return None
+        key = hashlib.sha256(f"{self.client.base_url}\n{repository}\n{digest}".encode()).hexdigest()
+        return self.state_dir / f"{key}.json"
+
+    def _load_state(self, repository: str, digest: str) -> str | None:
+        path = self._state_path(repository, digest)
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        location = data.get("location") if isinstance(data, dict) else None
+        return location if isinstance(location, str) else None
+
+    def _save_state(self, repository: str, digest: str, location: str, upload_id: str) -> None:
+        path = self._state_path(repository, digest)
+        if path is None:
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"location": location, "upload_id": upload_id}), "utf-8")
+        os.replace(tmp, path)
+
+    def _drop_state(self, repository: str, digest: str) -> None:
+        path = self._state_path(repository, digest)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ upload
+
+    def upload(self, repository: str, blob: Blob, scope: str, progress: Progress) -> str:
+        location = self._load_state(repository, blob.digest)
+        status: dict[str, Any] | None = None
+        if location is not None:
+            answer = self.client.request("GET", location, scope, ok=(200, 404))
+            status = _body(answer) if answer.status_code == 200 else None
+            state = status.get("status") if status else None
+            if state == "committed":
+                self._drop_state(repository, blob.digest)
+                progress(blob.size)
+                return "uploaded"
+            if state == "verifying":
+                progress(blob.size)
+                return self._wait(repository, blob, location, scope)
+            if state != "uploading" or not _same_blob(status, blob):
+                self._drop_state(repository, blob.digest)
+                status = None
+        urls: dict[int, str] = {}
+        if status is None:
+            start = self.client.url(f"/v2/{repository}/_portside/direct-uploads")
+            request: dict[str, Any] = {"digest": blob.digest, "size": blob.size}
+            if self.mount_from:
+                request["mount_from"] = self.mount_from
+            answer = self.client.request(
+                "POST",
+                start,
+                scope,
+                ok=(201, 202),
+                body=json.dumps(request).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            status = _body(answer)
+            if answer.status_code == 201:
+                return "mounted" if status.get("status") == "mounted" else "exists"
+            location = urljoin(answer.url, answer.headers.get("Location") or "")
+            if not answer.headers.get("Location"):
+                location = f"{start}/{status['upload_id']}"
+            self._save_state(repository, blob.digest, location, str(status["upload_id"]))
+            urls = {int(p["number"]): str(p["url"]) for p in status.get("parts") or []}
+        assert location is not None
+        session = _Session(self, repository, scope, location, blob, status, urls)
+        session.send_parts(progress)
+        return self._complete(repository, blob, location, scope, session.etags())
+
+    def _complete(
+        self, repository: str, blob: Blob, location: str, scope: str, parts: list[dict[str, Any]]
+    ) -> str:
+        answer = self.client.request(
+            "POST",
+            f"{location}/complete",
+            scope,
+            ok=(201, 202, 400),
+            body=json.dumps({"parts": parts}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if answer.status_code == 400:
+            self._drop_state(repository, blob.digest)
+            raise RegistryError(_failure(blob, _body(answer)), 400)
+        if answer.status_code == 201:
+            self._drop_state(repository, blob.digest)
+            return "uploaded"
+        return self._wait(repository, blob, location, scope)
+
+    def _wait(self, repository: str, blob: Blob, location: str, scope: str) -> str:
+        deadline = time.monotonic() + self.verify_timeout
+        while time.monotonic() < deadline:
+            answer = self.client.request("GET", location, scope, ok=(200, 404))
+            if answer.status_code == 404:
+                self._drop_state(repository, blob.digest)
+                raise RegistryError(f"direct upload of {blob.digest} vanished while verifying")
+            status = _body(answer)
+            if status.get("status") == "committed":
+                self._drop_state(repository, blob.digest)
+                return "uploaded"
+            if status.get("status") == "failed":
+                self._drop_state(repository, blob.digest)
+                raise RegistryError(_failure(blob, status))
+            time.sleep(self.poll_interval)
+        raise RegistryError(f"the registry did not verify {blob.digest} in time")
+
+
+class _Session:
+    """The parts of one direct upload: which remain, their URLs, their ETags."""
+
+    def __init__(
+        self,
+        uploader: DirectUploader,
+        repository: str,
+        scope: str,
+        location: str,
+        blob: Blob,
+        status: dict[str, Any],
+        urls: dict[int, str],
+    ) -> None:
+        self.uploader = uploader
+        self.client = uploader.client
+        self.scope = scope
+        self.location = location
+        self.blob = blob
+        self.part_size = int(status["part_size"])
+        self.part_count = int(status["part_count"])
+        self.urls = urls
+        self.lock = threading.Lock()
+        self.done: dict[int, str] = {}
+        for part in status.get("uploaded") or []:
+            number = int(part.get("number", 0))
+            if 1 <= number <= self.part_count and int(part.get("size", -1)) == self.length(number):
+                self.done[number] = str(part.get("etag") or "")
+        self.todo = [n for n in range(1, self.part_count + 1) if n not in self.done]
+
+    def length(self, number: int) -> int:
+        offset = (number - 1) * self.part_size
+        return max(0, min(self.part_size, self.blob.size - offset))
+
+    def etags(self) -> list[dict[str, Any]]:
+        return [{"number": n, "etag": self.done[n]} for n in sorted(self.done)]
+
+    def url(self, number: int, refresh: bool = False) -> str:
+        with self.lock:
+            if refresh:
+                self.urls.pop(number, None)
+            if number not in self.urls:
+                pending = [n for n in self.todo if n >= number and n not in self.urls]
+                numbers = [number, *[n for n in pending if n != number]][:100]
+                answer = self.client.request(
+                    "POST",
+                    f"{self.location}/parts",
+                    self.scope,
+                    body=json.dumps({"numbers": numbers}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                for part in _body(answer).get("parts") or []:
+                    self.urls[int(part["number"])] = str(part["url"])
+            if number not in self.urls:
+                raise RegistryError(f"the registry gave no URL for part {number}")
+            return self.urls[number]
+
+    def send_parts(self, progress: Progress) -> None:
+        progress(sum(self.length(n) for n in self.done))
+        if not self.todo:
+            return
+        workers = max(1, min(self.uploader.part_workers, len(self.todo)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="part") as pool:
+            for number, etag in zip(
+                self.todo, pool.map(lambda n: self.send(n, progress), self.todo), strict=True
+            ):
+                self.done[number] = etag
+
+    def send(self, number: int, progress: Progress) -> str:
+        length = self.length(number)
+        refresh = False
+        last = ""
+        for _ in range(max(1, self.uploader.attempts)):
+            url = self.url(number, refresh)
+            sent = [0]
+            counted = _counting(sent, progress)
+
+            try:
+                with self.blob.open_at((number - 1) * self.part_size) as stream:
+                    reader = ProgressReader(stream, length, counted)
+                    # The foreign session: presigned URLs carry their own signature, never the
+                    # registry's Authorization header.
+                    answer = self.client.foreign.put(
+                        url, data=reader, timeout=TIMEOUT, headers={"Content-Length": str(length)}
+                    )
+            except requests.RequestException as exc:
+                progress(-sent[0])
+                last = f"part {number} of {self.blob.digest}: {exc}"
+                continue
+            if answer.status_code in (200, 201, 204):
+                etag = answer.headers.get("ETag", "")
+                return etag
+            progress(-sent[0])
+            last = f"part {number} of {self.blob.digest}: S3 answered HTTP {answer.status_code}"
+            refresh = answer.status_code in (400, 403)  # expired or refused signature
+        raise RegistryError(f"direct upload failed: {last} (run the push again to resume)")
+
+
+def _counting(sent: list[int], progress: Progress) -> Progress:
+    def counted(count: int) -> None:
+        sent[0] += count
+        progress(count)
+
+    return counted
+
+
+def select_uploader(
+    client: RegistryClient,
+    strategy: str = "auto",
+    *,
+    state_dir: Path | None = None,
+    chunk_size: int | None = 64 << 20,
+    mount_from: Sequence[str] = (),
+) -> BlobUploader:
+    """``auto``: direct uploads when ``GET /v2/`` advertises them, else the standard protocol."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown upload strategy {strategy!r}")
+    direct = strategy == "direct" or (
+        strategy == "auto" and DIRECT_EXTENSION in client.extensions()
+    )
+    if direct:
+        return DirectUploader(client, state_dir, mount_from=mount_from)
+    return StandardUploader(client, chunk_size, mount_from)
+
+
+def _same_blob(status: dict[str, Any] | None, blob: Blob) -> bool:
+    if not status:
+        return False
+    return status.get("digest") == blob.digest and int(status.get("size", -1)) == blob.size
+
+
+def _failure(blob: Blob, body: dict[str, Any]) -> str:
+    error = body.get("error") if isinstance(body.get("error"), dict) else None
+    if error is None and isinstance(body.get("errors"), list) and body["errors"]:
+        error = body["errors"][0]
+    if isinstance(error, dict):
+        return f"the registry refused {blob.digest}: {error.get('code')}: {error.get('message')}"
+    return f"the registry refused {blob.digest}"
+
+
+def _body(answer: requests.Response) -> dict[str, Any]:
+    try:
+        data = answer.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
