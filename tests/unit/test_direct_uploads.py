@@ -8,6 +8,7 @@ import io
 import json
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -332,7 +333,8 @@ def test_the_verify_function_is_a_module_level_lambda_of_the_app() -> None:
     from portside.local.stepfunctions import app_functions
 
     assert "verify-direct-upload" in app_functions(create_app())
-    with open(".chalice/config.json") as config:
+    # From the repository, whatever the working directory (other tests change it).
+    with open(Path(__file__).resolve().parents[2] / ".chalice" / "config.json") as config:
         assert "verify-direct-upload" in json.load(config)["lambda_functions"]
 
 
