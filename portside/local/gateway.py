@@ -25,7 +25,10 @@ order, so that tests through it prove the deployed path:
 API Gateway's own answers are ``portside_edge.gateway_responses``, the definitions the stack
 configures. Upload bodies (PATCH/PUT on an upload session, POST with ``digest``) stand for
 the upload host behind its ALB, which remaps nothing: they stream from the socket into the
-same ``V2Api`` dispatcher, and its answers reach the client as it sent them.
+same ``V2Api`` dispatcher, and its answers reach the client as it sent them. With
+``upload_host=False`` (``PORTSIDE_LOCAL_UPLOAD_HOST=off``, the ``lite`` stage, deployed without
+an upload host) there is no such path: upload bodies go through API Gateway like any request,
+so a layer over 10 MB can only arrive through the direct-upload extension.
 
 On both paths a request body whose framing is broken (not validly chunked, or both
 ``Transfer-Encoding`` and ``Content-Length``: RFC 9112 6.3) is refused with a 400 and the
@@ -79,6 +82,7 @@ from portside_edge.gateway_responses import (
 )
 
 EDGE_FIX_ENV = "PORTSIDE_LOCAL_EDGE_FIX"
+UPLOAD_HOST_ENV = "PORTSIDE_LOCAL_UPLOAD_HOST"
 _UPLOAD_SESSION = re.compile(r"^/v2/.+/blobs/uploads/[A-Za-z0-9-]+$")
 _UPLOAD_START = re.compile(r"^/v2/.+/blobs/uploads/?$")
 
@@ -255,10 +259,19 @@ def error_answer(path: str, error: RegistryError) -> HttpResponse:
     return answer
 
 
+def _switch(name: str) -> bool:
+    return os.environ.get(name, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
 def edge_fix_from_env() -> bool:
     """The edge fix runs unless ``PORTSIDE_LOCAL_EDGE_FIX`` says ``off`` (or 0/false/no)."""
-    value = os.environ.get(EDGE_FIX_ENV, "on").strip().lower()
-    return value not in ("off", "0", "false", "no")
+    return _switch(EDGE_FIX_ENV)
+
+
+def upload_host_from_env() -> bool:
+    """The upload-host stand-in serves upload bodies unless ``PORTSIDE_LOCAL_UPLOAD_HOST``
+    says ``off``: the ``lite`` stage, where they meet API Gateway's limits like any request."""
+    return _switch(UPLOAD_HOST_ENV)
 
 
 _REASONS = {
@@ -295,6 +308,7 @@ class LocalGateway:
         upload_api: Callable[[], V2Api],
         *,
         edge_fix: bool = True,
+        upload_host: bool = True,
         integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
         lambda_workers: int = 16,
         access_log: Callable[[float, str, str, str, int, int, str], None] | None = None,
@@ -305,6 +319,9 @@ class LocalGateway:
         self._app_factory = app_factory
         self._upload_api = upload_api
         self._edge_fix = edge_fix
+        # Without an upload host (the lite stage) the API's upload Locations name the API
+        # itself, so upload bodies take the same way as every other request.
+        self._upload_host = upload_host
         self._timeout = integration_timeout
         self._local = threading.local()
         # Lambda invocations run here, so that API Gateway's timeout can answer while the
@@ -323,7 +340,7 @@ class LocalGateway:
         refused = framing_refusal(environ, request)
         if refused is not None:
             return reply(start_response, refused.status, refused.headers, refused.body)
-        if is_upload_body(request.method, request.path, request.query):
+        if self._upload_host and is_upload_body(request.method, request.path, request.query):
             response = self._upload_api().handle(request)
             return reply(start_response, response.status, response.headers, response.body)
         started = time.time()

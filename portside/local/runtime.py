@@ -131,7 +131,7 @@ def serve(
     from chalicelib.application import create_app
     from chalicelib.wiring import v2_api
 
-    from .gateway import LocalGateway, edge_fix_from_env
+    from .gateway import LocalGateway, edge_fix_from_env, upload_host_from_env
     from .schedules import app_schedules, run_schedules
     from .stepfunctions import app_functions, install_state_machine, run_state_machines
     from .streams import run_streams, stream_pollers
@@ -183,6 +183,7 @@ def serve(
             create_app,
             v2_api,
             edge_fix=edge_fix_from_env(),
+            upload_host=upload_host_from_env(),
             lambda_workers=threads,
             access_log=access_logs.api_record,
         ),

@@ -20,7 +20,12 @@ from chalicelib.http.messages import HttpRequest, HttpResponse
 from chalicelib.http.v2 import V2Api
 from chalicelib.registry.service import RegistryService
 from portside.local import gateway as gateway_module
-from portside.local.gateway import LocalGateway, edge_fix_from_env, integration_response
+from portside.local.gateway import (
+    LocalGateway,
+    edge_fix_from_env,
+    integration_response,
+    upload_host_from_env,
+)
 from portside_edge import gateway_responses as answers
 from portside_edge import origin_response
 
@@ -348,6 +353,30 @@ def test_upload_bodies_stream_to_the_upload_host_and_its_answers_are_not_remappe
     assert reply.header("WWW-Authenticate") == "Bearer realm=x"
     assert not [n for n in reply.names() if n.startswith("x-amzn-")]
     assert lambda_.events == []
+
+
+def test_without_an_upload_host_upload_bodies_meet_api_gateways_limits_like_any_request() -> None:
+    """The lite stage: no upload-host stand-in, so a PATCH is a Lambda event (and a 10 MB
+    body is API Gateway's 413 before the Lambda runs)."""
+    lambda_ = FakeLambda(lambda event: {"statusCode": 202, "body": ""})
+    gateway = fake_gateway(lambda_, upload_host=False, edge_fix=False)
+    path = f"/v2/{NAME}/blobs/uploads/abc-123"
+    small = call(gateway, "PATCH", path, body=b"abc")
+    assert small.status == 202
+    assert [event["httpMethod"] for event in lambda_.events] == ["PATCH"]
+    big = call(gateway, "PATCH", path, body=b"a" * (answers.API_PAYLOAD_LIMIT + 1))
+    assert big.status == 413
+    assert big.body == b"HTTP content length exceeded 10485760 bytes."
+    assert len(lambda_.events) == 1
+
+
+def test_the_upload_host_is_on_unless_the_environment_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PORTSIDE_LOCAL_UPLOAD_HOST", raising=False)
+    assert upload_host_from_env() is True
+    monkeypatch.setenv("PORTSIDE_LOCAL_UPLOAD_HOST", "off")
+    assert upload_host_from_env() is False
 
 
 def test_an_edge_function_touching_a_header_lambda_edge_forbids_gets_cloudfronts_502(
