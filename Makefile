@@ -36,7 +36,7 @@ unit: venv
 
 ## Everything: lint, types, unit, integration (moto), conformance and e2e (real clients).
 test: system-deps venv infra-deps lint typecheck
-	$(BIN)/python -m pytest -q --timeout=900 tests
+	$(BIN)/python -m pytest -q --timeout=900 --durations=40 tests
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
