@@ -4,14 +4,13 @@ display (plain lines when stderr is not a terminal)."""
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import click
@@ -32,6 +31,7 @@ from portside.clientlib import ClientError
 from portside.clientlib.config import normalize_api_url
 from portside.clientlib.dockerconfig import docker_config_path, load_docker_config
 from portside.clientlib.oci import parse_reference
+from portside.clientlib.oci.credentials import docker_credentials
 from portside.clientlib.oci.registry import Credentials, RegistryClient
 from portside.clientlib.oci.sources import open_source
 from portside.clientlib.oci.transfer import WORKERS, ProgressSink, TransferResult, pull, push
@@ -132,7 +132,9 @@ def registry_credentials(
     state: CliState, host: str, username: str | None, password: str | None
 ) -> Credentials | None:
     """``--username/--password``; else the CLI's API token when the registry is the API's
-    host (never sent to another host); else docker's config.json ``auths`` for the host."""
+    host (never sent to another host); else docker's config.json for the host, as docker
+    reads it: its credential helper (``credHelpers``, else ``credsStore``) when one applies,
+    otherwise the ``auths`` entry."""
     if username or password:
         if not (username and password):
             raise ClientError("pass both --username and --password")
@@ -141,27 +143,8 @@ def registry_credentials(
     api_host = urlsplit(normalize_api_url(settings.api_url)).netloc if settings.api_url else None
     if settings.token and api_host == host:
         return Credentials(settings.token, settings.token)
-    auths = load_docker_config(docker_config_path()).get("auths")
-    if isinstance(auths, dict):
-        for key in (host, f"https://{host}", f"http://{host}", f"https://{host}/v1/"):
-            entry = auths.get(key)
-            if isinstance(entry, dict):
-                found = _docker_auth(entry)
-                if found:
-                    return found
-    return None
-
-
-def _docker_auth(entry: dict[str, Any]) -> Credentials | None:
-    if isinstance(entry.get("auth"), str) and entry["auth"]:
-        try:
-            user, _, secret = base64.b64decode(entry["auth"]).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return Credentials(user, secret)
-    if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
-        return Credentials(entry["username"], entry["password"])
-    return None
+    path = docker_config_path()
+    return docker_credentials(host, load_docker_config(path), path)
 
 
 def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -208,22 +191,25 @@ def _client(
 
 
 def _report(state: CliState, verb: str, where: str, result: TransferResult) -> None:
+    pushed = verb == "Pushed"
     if state.printer.json:
-        state.printer.emit_json(
-            {
-                "reference": where,
-                "digest": result.digest,
-                "media_type": result.media_type,
-                "blobs": result.outcomes,
-            }
-        )
+        document: dict[str, Any] = {
+            "reference": where,
+            "digest": result.digest,
+            "media_type": result.media_type,
+            "blobs": result.outcomes,
+        }
+        if pushed:
+            document["sent_bytes"] = result.sent_bytes
+        state.printer.emit_json(document)
         return
     counts = ", ".join(
         f"{result.count(outcome)} {OUTCOME_TEXT[outcome]}"
         for outcome in OUTCOME_TEXT
         if result.count(outcome)
     )
-    state.printer.note(f"{verb} {where} {result.digest} ({counts or 'no blobs'}).")
+    sent = f"; {human_size(result.sent_bytes)} sent" if pushed else ""
+    state.printer.note(f"{verb} {where} {result.digest} ({counts or 'no blobs'}{sent}).")
 
 
 @click.command("push")
@@ -271,14 +257,21 @@ def push_command(
     """Push an image from SOURCE to DEST_REF (HOST/REGISTRY/REPOSITORY[:TAG]).
 
     \b
-    SOURCE: DIR (an OCI layout), FILE (a docker save archive), oci:DIR[:TAG],
+    SOURCE: DIR (an OCI layout), FILE (a docker save archive, plain or gzip),
+            - (a docker save archive on stdin), oci:DIR[:TAG],
             docker-archive:FILE or docker-daemon:IMAGE.
     Works with any OCI registry; blobs it already has are skipped.
     """
     ref = parse_reference(dest_ref)
+    stdin = _stdin()
+    if source in ("-", "docker-archive:-") and stdin.isatty():
+        raise ClientError(
+            "SOURCE - reads a docker save archive from stdin, which is a terminal: pipe one in "
+            "(docker save IMAGE | portside push - REF)"
+        )
     client = _client(state, ref.host, username, password, plain_http, insecure)
     state_dir = _cache_dir() / "direct-uploads"
-    with open_source(source) as image:
+    with open_source(source, stdin) as image:
         uploader = select_uploader(
             client, strategy, state_dir=state_dir, chunk_size=chunk_size, mount_from=mount_from
         )
@@ -322,6 +315,10 @@ def pull_command(
         except OSError as exc:
             raise ClientError(f"cannot write {dest}: {exc}") from exc
     _report(state, "Pulled", f"{ref} into {dest}", result)
+
+
+def _stdin() -> BinaryIO:
+    return sys.stdin.buffer
 
 
 def _cache_dir() -> Path:

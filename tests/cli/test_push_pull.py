@@ -8,8 +8,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from tests.support.server import RunningRegistry
 
 from .conftest import Cli
@@ -158,19 +156,23 @@ def test_push_without_credentials_is_refused(
 def test_push_auto_uses_direct_uploads_when_the_server_offers_them(
     cli: Cli, server: RunningRegistry, new_registry: str, tmp_path: Path
 ) -> None:
-    """Integration with the server side of direct uploads (skipped until it advertises them)."""
-    import requests
-
-    if "direct-uploads/v1" not in requests.get(f"{server.url}/v2/", timeout=10).headers.get(
-        "Portside-Extensions", ""
-    ):
-        pytest.skip("this server does not advertise direct-uploads/v1")
+    """Integration with the server side of direct uploads (advertised on GET /v2/)."""
     source = tmp_path / "src"
     oci_layout(source, [os.urandom(6 << 20), gzip_layer(1000)], tag="v1")  # two S3 parts
     ref = _ref(server, new_registry, "direct", "v1")
     out = cli("push", str(source), ref, "-o", "json").ok()
     assert "Using direct uploads" in out.stderr
     assert set(out.json()["blobs"].values()) == {"uploaded"}
+    blobs = layout_blobs(source)
+    manifests = {
+        item["digest"] for item in json.loads((source / "index.json").read_text())["manifests"]
+    }
+    assert out.json()["sent_bytes"] == sum(
+        len(data) for digest, data in blobs.items() if digest not in manifests
+    )
+    again = cli("push", str(source), ref, "-o", "json").ok()
+    assert set(again.json()["blobs"].values()) == {"exists"}
+    assert again.json()["sent_bytes"] == 0
     dest = tmp_path / "pulled"
     cli("pull", ref, str(dest), "--quiet").ok()
-    assert layout_blobs(dest) == layout_blobs(source)
+    assert layout_blobs(dest) == blobs

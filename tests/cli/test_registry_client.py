@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from portside.clientlib.oci import DigestMismatch, RegistryError, parse_reference
+from portside.clientlib.oci import DigestMismatch, RegistryError, parse_reference, uploaders
 from portside.clientlib.oci.model import Blob
 from portside.clientlib.oci.reference import is_loopback_host
 from portside.clientlib.oci.registry import Credentials, RegistryClient, parse_challenge
@@ -217,8 +217,13 @@ class FakeDirect:
 
     part_size: int
     first_urls: int = 100
+    # What the 202 answer and the status route claim, when not the truth (None: the truth).
+    claimed_part_size: Any = None
+    claimed_part_count: Any = None
     fail_parts: dict[int, int] = field(default_factory=dict)  # part -> failures left
     verify_polls: int = 0  # "verifying" answers before "committed"
+    lose_first_verification: bool = False  # the background verification never runs
+    completions_while_verifying: int = 0
     existing: set[str] = field(default_factory=set)
     base: str = ""
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -227,6 +232,7 @@ class FakeDirect:
     part_auth: list[str | None] = field(default_factory=list)
     parts_requests: list[list[int]] = field(default_factory=list)
     manifests: dict[str, bytes] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, upload_id: str, number: int) -> str:
@@ -240,8 +246,8 @@ class FakeDirect:
             "upload_id": upload["id"],
             "digest": upload["digest"],
             "size": upload["size"],
-            "part_size": self.part_size,
-            "part_count": upload["count"],
+            "part_size": self._claimed(self.claimed_part_size, self.part_size),
+            "part_count": self._claimed(self.claimed_part_count, upload["count"]),
             "uploaded": [
                 {"number": n, "size": len(d), "etag": f'"e{n}"'}
                 for n, d in sorted(upload["parts"].items())
@@ -315,8 +321,8 @@ class FakeDirect:
                 {
                     "status": "uploading",
                     "upload_id": upload_id,
-                    "part_size": self.part_size,
-                    "part_count": count,
+                    "part_size": self._claimed(self.claimed_part_size, self.part_size),
+                    "part_count": self._claimed(self.claimed_part_count, count),
                     "parts": parts,
                     "expires_at": "2099-01-01T00:00:00Z",
                 },
@@ -325,8 +331,12 @@ class FakeDirect:
         upload = self.uploads.get(upload_id or "")
         if upload is None:
             return _respond(start, "404 Not Found", {"errors": [{"code": "BLOB_UPLOAD_UNKNOWN"}]})
+        if method == "DELETE":
+            self.deleted.append(upload["id"])
+            del self.uploads[upload["id"]]
+            return _respond(start, "204 No Content", b"")
         if method == "GET":
-            if upload["status"] == "verifying":
+            if upload["status"] == "verifying" and not upload.get("lost"):
                 upload["polls"] += 1
                 if upload["polls"] > self.verify_polls:
                     self._verify(upload)
@@ -335,6 +345,10 @@ class FakeDirect:
             self.parts_requests.append(body["numbers"])
             parts = [{"number": n, "url": self.url(upload["id"], n)} for n in body["numbers"]]
             return _respond(start, "200 OK", {"parts": parts, "expires_at": "2099-01-01T00:00:00Z"})
+        if action == "complete" and upload["status"] == "verifying":
+            self.completions_while_verifying += 1
+            upload["lost"] = False  # queued again
+            return _respond(start, "202 Accepted", {"status": "verifying"})
         if action == "complete":
             numbers = [p["number"] for p in body["parts"]]
             if numbers != list(range(1, upload["count"] + 1)):
@@ -344,7 +358,8 @@ class FakeDirect:
                     {"errors": [{"code": "BLOB_UPLOAD_INVALID", "message": "parts"}]},
                 )
             upload["status"] = "verifying"
-            if self.verify_polls:
+            upload["lost"] = self.lose_first_verification
+            if self.verify_polls or self.lose_first_verification:
                 return _respond(start, "202 Accepted", {"status": "verifying"})
             self._verify(upload)
             if upload["status"] == "failed":
@@ -353,6 +368,10 @@ class FakeDirect:
                 start, "201 Created", {"status": "committed", "digest": upload["digest"]}
             )
         raise AssertionError((method, path))
+
+    @staticmethod
+    def _claimed(claim: Any, truth: Any) -> Any:
+        return truth if claim is None else claim
 
     def _verify(self, upload: dict[str, Any]) -> None:
         data = b"".join(upload["parts"][n] for n in sorted(upload["parts"]))
@@ -379,7 +398,10 @@ class Counter:
 
 
 @pytest.fixture
-def direct() -> Iterator[tuple[FakeDirect, RegistryClient]]:
+def direct(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeDirect, RegistryClient]]:
+    """Parts of 4 KiB, so the tests move KiB, not MiB: the client's S3 part minimum (5 MiB)
+    is lowered for them (the fake S3 takes any size)."""
+    monkeypatch.setattr(uploaders, "S3_MIN_PART_SIZE", 1024)
     fake = FakeDirect(part_size=4096)
     with serve(fake) as url:
         fake.base = url
@@ -431,10 +453,25 @@ def test_direct_upload_resumes_without_resending_finished_parts(
     again = DirectUploader(client, state, poll_interval=0.01)
     assert again.upload("reg/app", blob, SCOPE, progress) == "uploaded"
     assert sorted(fake.part_puts) == [2, 3]
+    assert again.sent.total == 2 * 4096  # parts 1 and 4 were not sent again
     assert len(fake.uploads) == 1  # the same upload id, not a new one
     assert fake.committed[blob.digest] == data
     assert progress.total == len(data)
     assert list(state.iterdir()) == []
+
+
+def test_a_verification_that_never_runs_is_started_again_by_a_repeated_completion(
+    direct: tuple[FakeDirect, RegistryClient], tmp_path: Path
+) -> None:
+    fake, client = direct
+    fake.lose_first_verification = True
+    data = os.urandom(4096 * 2)
+    uploader = DirectUploader(
+        client, tmp_path / "state", poll_interval=0.01, verify_timeout=10, recomplete_interval=0.2
+    )
+    assert uploader.upload("reg/app", _blob(data), SCOPE, Counter()) == "uploaded"
+    assert fake.completions_while_verifying == 1
+    assert fake.committed[sha256(data)] == data
 
 
 def test_direct_upload_of_an_existing_blob_sends_nothing(

@@ -1,9 +1,10 @@
 """A distribution-spec client on ``requests``: auth, blobs, manifests.
 
 Authentication follows the registry's challenge: a ``Bearer`` challenge sends the client to
-the token endpoint (``realm``, ``service``, ``scope``) with the credentials as HTTP Basic, and
-tokens are cached per scope; a ``Basic`` challenge gets the credentials directly. Downloads
-that the registry redirects elsewhere (S3) never carry the registry's Authorization header.
+the token endpoint (``realm``, ``service``, ``scope``) with the credentials as HTTP Basic (an
+identity token instead goes in the OAuth2 refresh-token form, POSTed), and tokens are cached
+per scope; a ``Basic`` challenge gets the credentials directly. Downloads that the registry
+redirects elsewhere (S3) never carry the registry's Authorization header.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -32,13 +33,18 @@ Body = bytes | Callable[[], Any] | None
 TIMEOUT = (30, 300)
 CHUNK = 1 << 20
 EXTENSIONS_HEADER = "Portside-Extensions"
+CLIENT_ID = "portside"  # names the client in OAuth2 token requests
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
 
 
 @dataclass(frozen=True)
 class Credentials:
+    """``identity_token``: ``password`` is docker's identity token (an OAuth2 refresh token,
+    ``username`` unused), traded at the token endpoint with ``grant_type=refresh_token``."""
+
     username: str
-    password: str
+    password: str = field(repr=False)
+    identity_token: bool = False
 
     def basic(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
@@ -145,14 +151,26 @@ class RegistryClient:
         for item in scope.split(" "):
             if item:
                 query.append(("scope", item))
-        headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
-        url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         try:
-            answer = self.session.get(url, headers=headers, timeout=TIMEOUT)
+            if self.credentials is not None and self.credentials.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": self.credentials.password,
+                    "client_id": CLIENT_ID,
+                    "scope": scope,
+                }
+                if params.get("service"):
+                    form["service"] = params["service"]
+                answer = self.session.post(realm, data=form, timeout=TIMEOUT)
+            else:
+                headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
+                url = realm + ("&" if "?" in realm else "?") + urlencode(query)
+                answer = self.session.get(url, headers=headers, timeout=TIMEOUT)
         except requests.RequestException as exc:
             raise RegistryError(f"token endpoint {realm} unreachable ({exc})") from exc
         if answer.status_code != 200:
-            message, code = describe_error("GET", realm, answer.status_code, _json(answer))
+            method = answer.request.method or "GET"
+            message, code = describe_error(method, realm, answer.status_code, _json(answer))
             raise RegistryError(message, answer.status_code, code)
         body = _json(answer)
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None

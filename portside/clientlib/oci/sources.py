@@ -1,18 +1,28 @@
 """Images to push: an OCI image layout, a ``docker save`` archive, or the docker daemon.
 
-SOURCE syntax: ``oci:DIR[:TAG]``, ``docker-archive:FILE``, ``docker-daemon:IMAGE``, or a
-plain path (a directory is an OCI layout, a file a docker archive).
+SOURCE syntax: ``oci:DIR[:TAG]``, ``docker-archive:FILE``, ``docker-daemon:IMAGE``, ``-`` (a
+docker archive on stdin), or a plain path (a directory is an OCI layout, a file a docker
+archive). A docker archive may be gzip-compressed (``docker save IMAGE | gzip``), whatever its
+file name says: it is decompressed once into a temporary file, since reading members of a
+gzip stream at random offsets would mean decompressing it again for every read. An archive
+on stdin is spooled to a temporary file the same way. Temporary files are removed when the
+image is no longer used, on errors too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import io
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -34,29 +44,41 @@ from .model import Blob, Image, Manifest, file_opener, slice_opener
 Reader = Callable[[str], tuple[int, Callable[[], IO[bytes]]] | None]
 """A content store: ``digest or path -> (size, opener)``, None when absent."""
 
+STDIN = "-"
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK = 1 << 20
+
 
 @contextlib.contextmanager
-def open_source(source: str) -> Iterator[Image]:
-    """The image ``source`` names (a temporary ``docker save`` file lives while in use)."""
+def open_source(source: str, stdin: IO[bytes] | None = None) -> Iterator[Image]:
+    """The image ``source`` names (a temporary file lives while in use: the output of
+    ``docker save``, a decompressed archive, or what ``stdin`` held for ``-``)."""
     kind, _, rest = source.partition(":")
-    if kind == "oci" and rest:
+    if source == STDIN or (kind == "docker-archive" and rest == STDIN):
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        with _spooled(stream, "stdin") as archive:
+            yield read_docker_archive(archive, "stdin")
+    elif kind == "oci" and rest:
         directory, tag = _split_tag(rest)
         yield read_oci_layout(Path(directory), tag)
     elif kind == "docker-archive" and rest:
-        yield read_docker_archive(Path(rest))
+        with _uncompressed(Path(rest)) as archive:
+            yield read_docker_archive(archive, rest)
     elif kind == "docker-daemon" and rest:
         with _docker_save(rest) as archive:
-            yield read_docker_archive(archive)
+            yield read_docker_archive(archive, f"docker save {rest}")
     else:
         path = Path(source)
         if path.is_dir():
             yield read_oci_layout(path, None)
         elif path.is_file():
-            yield read_docker_archive(path)
+            with _uncompressed(path) as archive:
+                yield read_docker_archive(archive, source)
         else:
             raise ClientError(
                 f"no image at {source!r}: expected a directory (OCI layout), a file (docker "
-                "save archive), oci:DIR[:TAG], docker-archive:FILE or docker-daemon:IMAGE"
+                "save archive, plain or gzip), - (an archive on stdin), oci:DIR[:TAG], "
+                "docker-archive:FILE or docker-daemon:IMAGE"
             )
 
 
@@ -154,9 +176,11 @@ def _walk(
 # ---------------------------------------------------------------- docker save archives
 
 
-def read_docker_archive(path: Path) -> Image:
+def read_docker_archive(path: Path, where: str | None = None) -> Image:
     """A ``docker save`` tar (uncompressed): its OCI layout when it has one (docker 25+),
-    else its ``manifest.json``, from which a Docker schema 2 manifest is built."""
+    else its ``manifest.json``, from which a Docker schema 2 manifest is built. ``where``
+    names the archive in messages (``path`` may be a temporary file)."""
+    where = str(path) if where is None else where
     try:
         with tarfile.open(path, "r:") as archive:
             members = {m.name.removeprefix("./"): m for m in archive.getmembers() if m.isfile()}
@@ -164,7 +188,7 @@ def read_docker_archive(path: Path) -> Image:
                 m.name.removeprefix("./"): m.linkname for m in archive.getmembers() if m.issym()
             }
     except (tarfile.TarError, OSError) as exc:
-        raise ClientError(f"{path} is not an uncompressed tar archive ({exc})") from exc
+        raise ClientError(f"{where} is not a tar archive ({exc})") from exc
 
     def resolve(name: str) -> tarfile.TarInfo | None:
         for _ in range(8):
@@ -189,26 +213,26 @@ def read_docker_archive(path: Path) -> Image:
         return member.size, slice_opener(path, member.offset_data, member.size)
 
     if "index.json" in members and ("oci-layout" in members or "manifest.json" not in members):
-        return _from_index(read, _read_json_bytes(read, "index.json"), None, str(path))
+        return _from_index(read, _read_json_bytes(read, "index.json"), None, where)
     if "manifest.json" not in members:
-        raise ClientError(f"{path} is not a docker save archive (no manifest.json)")
+        raise ClientError(f"{where} is not a docker save archive (no manifest.json)")
     entries = json.loads(_read_json_bytes(read, "manifest.json"))
     if not isinstance(entries, list) or len(entries) != 1:
         count = len(entries) if isinstance(entries, list) else 0
-        raise ClientError(f"{path}: manifest.json lists {count} images; save exactly one")
+        raise ClientError(f"{where}: manifest.json lists {count} images; save exactly one")
     entry = entries[0]
     tags = entry.get("RepoTags") or []
     tag = str(tags[0]).rpartition(":")[2] if tags else None
     config_found = read(str(entry.get("Config")))
     if config_found is None:
-        raise ClientError(f"{path}: missing the config {entry.get('Config')}")
+        raise ClientError(f"{where}: missing the config {entry.get('Config')}")
     config = _hash(config_found[1])
     blobs = {config[0]: Blob(config[0], config_found[0], DOCKER_CONFIG, config_found[1])}
     layers = []
     for layer_path in entry.get("Layers") or []:
         found = read(str(layer_path))
         if found is None:
-            raise ClientError(f"{path}: missing the layer {layer_path}")
+            raise ClientError(f"{where}: missing the layer {layer_path}")
         digest, gzipped = _hash(found[1])
         media_type = DOCKER_LAYER_GZIP if gzipped else DOCKER_LAYER
         blobs[digest] = Blob(digest, found[0], media_type, found[1])
@@ -233,6 +257,85 @@ def _hash(opener: Callable[[], IO[bytes]]) -> tuple[str, bool]:
             hasher.update(head)
             head = handle.read(1 << 20)
     return "sha256:" + hasher.hexdigest(), gzipped
+
+
+@contextlib.contextmanager
+def _uncompressed(path: Path) -> Iterator[Path]:
+    """``path`` itself, or a temporary decompressed copy when it is gzip (by its content)."""
+    try:
+        with path.open("rb") as handle:
+            gzipped = _read_head(handle) == GZIP_MAGIC
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if not gzipped:
+        yield path
+        return
+    with path.open("rb") as handle, _spooled(handle, str(path)) as plain:
+        yield plain
+
+
+@contextlib.contextmanager
+def _spooled(stream: IO[bytes], where: str) -> Iterator[Path]:
+    """A temporary file (in the system's temporary directory) holding the tar ``stream``
+    carries, decompressed when it is gzip; removed on leaving, errors included."""
+    head = _read_head(stream)
+    if not head:
+        raise ClientError(f"{where} is empty: expected a docker save archive (plain or gzip)")
+    source = io.BufferedReader(_Prefixed(head, stream), CHUNK)
+    fd, name = tempfile.mkstemp(prefix="portside-archive-", suffix=".tar")
+    spool = Path(name)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if head == GZIP_MAGIC:
+                    with gzip.GzipFile(fileobj=source, mode="rb") as unzipped:
+                        shutil.copyfileobj(unzipped, out, CHUNK)
+                else:
+                    shutil.copyfileobj(source, out, CHUNK)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise ClientError(f"{where} is not a valid gzip stream ({exc})") from exc
+        except OSError as exc:
+            raise ClientError(
+                f"cannot copy {where} into a temporary file in {spool.parent} "
+                f"({exc.strerror or exc})"
+            ) from exc
+        yield spool
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+def _read_head(stream: IO[bytes]) -> bytes:
+    """The first two bytes (fewer only at the end of the stream)."""
+    head = b""
+    while len(head) < 2:
+        data = stream.read(2 - len(head))
+        if not data:
+            break
+        head += data
+    return head
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` (bytes already read from ``rest``), then the rest of ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            count = min(len(view), len(self._head))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
 
 @contextlib.contextmanager

@@ -51,6 +51,8 @@ class TransferResult:
     digest: str
     media_type: str
     outcomes: dict[str, str] = field(default_factory=dict)
+    # Blob bytes put on the wire by this push (0 for a pull): what a resumed push saved.
+    sent_bytes: int = 0
 
     def count(self, outcome: str) -> int:
         return sum(1 for value in self.outcomes.values() if value == outcome)
@@ -95,7 +97,11 @@ def push(
         result.outcomes[blob.digest] = outcome
         sink.finish(blob.digest, outcome, blob.size)
 
-    _parallel(blobs, one, workers)
+    sent_before = uploader.sent.total
+    try:
+        _parallel(blobs, one, workers)
+    finally:
+        result.sent_bytes = uploader.sent.total - sent_before
     for manifest in image.manifests[:-1]:
         client.put_manifest(name, manifest.digest, manifest.body, manifest.media_type, scope)
     root = image.root

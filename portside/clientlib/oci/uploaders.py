@@ -11,6 +11,7 @@ route says which parts S3 already holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,15 +30,41 @@ from .model import Blob
 from .registry import TIMEOUT, Progress, ProgressReader, RegistryClient
 
 DIRECT_EXTENSION = "direct-uploads/v1"
+# S3 multipart limits: every part but the last at least 5 MiB, none over 5 GiB, 10,000 parts.
+S3_MIN_PART_SIZE = 5 << 20
+S3_MAX_PART_SIZE = 5 << 30
+S3_MAX_PARTS = 10_000
 STRATEGIES = ("auto", "standard", "direct")
 
 
 class BlobUploader(Protocol):
-    """Uploads one blob the registry lacks; answers ``uploaded``, ``mounted`` or ``exists``."""
+    """Uploads one blob the registry lacks; answers ``uploaded``, ``mounted`` or ``exists``.
+
+    ``sent`` counts the blob bytes it put on the wire (retries included, parts a resumed
+    upload skipped not), which is what a resume saves and a benchmark wants to see."""
 
     name: str
+    sent: SentBytes
 
     def upload(self, repository: str, blob: Blob, scope: str, progress: Progress) -> str: ...
+
+
+class SentBytes:
+    """A thread-safe count of blob bytes sent, fed by wrapping a transfer's progress."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total = 0
+
+    def metered(self, progress: Progress) -> Progress:
+        def counted(count: int) -> None:
+            # Negative counts take back a failed attempt's display; its bytes were sent.
+            if count > 0:
+                with self._lock:
+                    self.total += count
+            progress(count)
+
+        return counted
 
 
 class StandardUploader:
@@ -52,6 +79,7 @@ class StandardUploader:
         self.client = client
         self.chunk_size = chunk_size
         self.mount_from = list(mount_from)
+        self.sent = SentBytes()
 
     def upload(self, repository: str, blob: Blob, scope: str, progress: Progress) -> str:
         for source in self.mount_from:
@@ -64,7 +92,13 @@ class StandardUploader:
             except RegistryError:
                 continue
         self.client.upload_blob(
-            repository, blob.digest, blob.size, blob.opener, scope, progress, self.chunk_size
+            repository,
+            blob.digest,
+            blob.size,
+            blob.opener,
+            scope,
+            self.sent.metered(progress),
+            self.chunk_size,
         )
         return "uploaded"
 
@@ -80,6 +114,7 @@ class DirectUploader:
         part_workers: int = 4,
         poll_interval: float = 0.5,
         verify_timeout: float = 3600.0,
+        recomplete_interval: float = 60.0,
         attempts: int = 2,
         mount_from: Sequence[str] = (),
     ) -> None:
@@ -88,8 +123,10 @@ class DirectUploader:
         self.part_workers = part_workers
         self.poll_interval = poll_interval
         self.verify_timeout = verify_timeout
+        self.recomplete_interval = recomplete_interval
         self.attempts = attempts
         self.mount_from = list(mount_from)
+        self.sent = SentBytes()
 
     # ------------------------------------------------------------ state file
 
@@ -166,19 +203,40 @@ class DirectUploader:
             self._save_state(repository, blob.digest, location, str(status["upload_id"]))
             urls = {int(p["number"]): str(p["url"]) for p in status.get("parts") or []}
         assert location is not None
+        problem = _part_layout_problem(blob.size, status.get("part_size"), status.get("part_count"))
+        if problem is not None:
+            self._cancel(repository, blob, location, scope)
+            raise RegistryError(
+                f"refusing the direct upload of {blob.digest} ({blob.size} bytes): {problem}; "
+                "the upload session was cancelled"
+            )
         session = _Session(self, repository, scope, location, blob, status, urls)
         session.send_parts(progress)
         return self._complete(repository, blob, location, scope, session.etags())
 
+    def _cancel(self, repository: str, blob: Blob, location: str, scope: str) -> None:
+        """DELETE the upload session (best effort: nothing is left open on purpose)."""
+        self._drop_state(repository, blob.digest)
+        with contextlib.suppress(RegistryError):
+            self.client.request("DELETE", location, scope, ok=(200, 202, 204, 404))
+
     def _complete(
-        self, repository: str, blob: Blob, location: str, scope: str, parts: list[dict[str, Any]]
+        self,
+        repository: str,
+        blob: Blob,
+        location: str,
+        scope: str,
+        parts: list[dict[str, Any]] | None,
+        wait: bool = True,
     ) -> str:
+        """Ask the registry to complete; "uploaded" once the blob exists. ``parts`` None:
+        let the registry take what S3 holds. ``wait`` False: "" while it verifies."""
         answer = self.client.request(
             "POST",
             f"{location}/complete",
             scope,
             ok=(201, 202, 400),
-            body=json.dumps({"parts": parts}).encode(),
+            body=json.dumps({} if parts is None else {"parts": parts}).encode(),
             headers={"Content-Type": "application/json"},
         )
         if answer.status_code == 400:
@@ -187,10 +245,11 @@ class DirectUploader:
         if answer.status_code == 201:
             self._drop_state(repository, blob.digest)
             return "uploaded"
-        return self._wait(repository, blob, location, scope)
+        return self._wait(repository, blob, location, scope) if wait else ""
 
     def _wait(self, repository: str, blob: Blob, location: str, scope: str) -> str:
         deadline = time.monotonic() + self.verify_timeout
+        asked = time.monotonic()
         while time.monotonic() < deadline:
             answer = self.client.request("GET", location, scope, ok=(200, 404))
             if answer.status_code == 404:
@@ -203,6 +262,14 @@ class DirectUploader:
             if status.get("status") == "failed":
                 self._drop_state(repository, blob.digest)
                 raise RegistryError(_failure(blob, status))
+            if time.monotonic() - asked >= self.recomplete_interval:
+                # The background verification is one asynchronous invocation: should it be
+                # lost or die half-way, nothing else would start it again. A repeated
+                # completion does (the registry ignores it while a verification holds the
+                # upload, and a duplicate verification finds the upload claimed).
+                asked = time.monotonic()
+                if self._complete(repository, blob, location, scope, None, wait=False):
+                    return "uploaded"
             time.sleep(self.poll_interval)
         raise RegistryError(f"the registry did not verify {blob.digest} in time")
 
@@ -281,7 +348,7 @@ class _Session:
         for _ in range(max(1, self.uploader.attempts)):
             url = self.url(number, refresh)
             sent = [0]
-            counted = _counting(sent, progress)
+            counted = _counting(sent, self.uploader.sent.metered(progress))
 
             try:
                 with self.blob.open_at((number - 1) * self.part_size) as stream:
@@ -329,6 +396,37 @@ def select_uploader(
     if direct:
         return DirectUploader(client, state_dir, mount_from=mount_from)
     return StandardUploader(client, chunk_size, mount_from)
+
+
+def _part_layout_problem(size: int, part_size: Any, part_count: Any) -> str | None:
+    """Why the registry's ``part_size``/``part_count`` cannot be sent to S3 for a blob of
+    ``size`` bytes (S3 multipart limits: parts of 5 MiB to 5 GiB, the last one smaller, at most
+    10,000 parts), or None when they can."""
+    given = f"part_size={part_size!r}, part_count={part_count!r}"
+    if not _is_int(part_size) or not _is_int(part_count):
+        return f"the registry answered {given}, not two integers"
+    if part_size < 1 or part_count < 1:
+        return f"the registry answered {given}; both must be at least 1"
+    if part_size > S3_MAX_PART_SIZE:
+        return f"the registry answered {given}: parts over S3's 5 GiB ({S3_MAX_PART_SIZE} bytes)"
+    if part_count > S3_MAX_PARTS:
+        return f"the registry answered {given}: more than S3's {S3_MAX_PARTS:,} parts"
+    if part_size < S3_MIN_PART_SIZE and part_count != 1:
+        return (
+            f"the registry answered {given}: S3 parts under 5 MiB ({S3_MIN_PART_SIZE} bytes) "
+            "are allowed only for a single part"
+        )
+    needed = max(1, -(-size // part_size))
+    if part_count != needed:
+        return (
+            f"the registry answered {given}: {size} bytes in parts of {part_size} bytes "
+            f"are {needed} part{'s' if needed != 1 else ''}, not {part_count}"
+        )
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _same_blob(status: dict[str, Any] | None, blob: Blob) -> bool:
