@@ -270,10 +270,14 @@ def push_command(
             "(docker save IMAGE | portside push - REF)"
         )
     client = _client(state, ref.host, username, password, plain_http, insecure)
-    state_dir = _cache_dir() / "direct-uploads"
     with open_source(source, stdin) as image:
         uploader = select_uploader(
-            client, strategy, state_dir=state_dir, chunk_size=chunk_size, mount_from=mount_from
+            client,
+            strategy,
+            state_dir=_cache_dir() / "direct-uploads",
+            chunk_size=chunk_size,
+            mount_from=mount_from,
+            standard_state_dir=_cache_dir() / "standard-uploads",
         )
         with _sink("push", quiet) as sink:
             if uploader.name == "direct":

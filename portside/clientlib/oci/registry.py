@@ -5,6 +5,14 @@ the token endpoint (``realm``, ``service``, ``scope``) with the credentials as H
 identity token instead goes in the OAuth2 refresh-token form, POSTed), and tokens are cached
 per scope; a ``Basic`` challenge gets the credentials directly. Downloads that the registry
 redirects elsewhere (S3) never carry the registry's Authorization header.
+
+Transient failures (a connection that failed or dropped, HTTP 429, 502, 503 or 504) are
+retried with exponential backoff and jitter, honouring ``Retry-After`` on 429 and 503, but
+only for requests that are safe to send again: GET, HEAD, PUT and DELETE with a body that can
+be built again, and POSTs the caller marks ``idempotent``. A one-shot streamed body (a chunk of
+upload data) is never sent twice. A blob download whose connection drops mid-body continues
+with a ``Range`` request from the bytes already written (or starts again when the server
+ignores ranges).
 """
 
 from __future__ import annotations
@@ -13,11 +21,14 @@ import base64
 import contextlib
 import hashlib
 import os
+import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -35,6 +46,16 @@ CHUNK = 1 << 20
 EXTENSIONS_HEADER = "Portside-Extensions"
 CLIENT_ID = "portside"  # names the client in OAuth2 token requests
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+# Transient failures: retried when the request is safe to repeat.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+REPEATABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+ATTEMPTS = 4
+BACKOFF = 0.5  # seconds before the second attempt, doubled before each later one
+RETRY_AFTER_CAP = 30.0  # the longest Retry-After honoured (longer ones wait this long)
+REDIRECTS = (301, 302, 303, 307, 308)
+_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(?:\d+|\*)$")
+_UPLOAD_RANGE = re.compile(r"^(?:bytes=)?0-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -106,8 +127,15 @@ class RegistryClient:
         plain_http: bool | None = None,
         insecure: bool = False,
         session: requests.Session | None = None,
+        attempts: int = ATTEMPTS,
+        backoff: float = BACKOFF,
+        retry_after_cap: float = RETRY_AFTER_CAP,
     ) -> None:
         self.host = host
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self.retry_after_cap = retry_after_cap
+        self.sleep: Callable[[float], None] = time.sleep
         use_http = is_loopback_host(host) if plain_http is None else plain_http
         self.base_url = f"{'http' if use_http else 'https'}://{host}"
         self.credentials = credentials
@@ -191,11 +219,23 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
         ok: Iterable[int] = (200,),
         stream: bool = False,
+        idempotent: bool = False,
     ) -> requests.Response:
         """Send with the cached auth for ``scope``; on a 401 answer the challenge once and
-        resend (``body``: bytes, or a callable that builds a fresh body for each attempt)."""
+        resend (``body``: bytes, or a callable that builds a fresh body for each attempt).
+
+        A connection failure or an answer of 429, 502, 503 or 504 is retried (``attempts`` in
+        all, backoff with jitter, ``Retry-After`` honoured up to ``retry_after_cap``) when the
+        request is safe to repeat: GET, HEAD, PUT or DELETE, or ``idempotent`` (a POST the
+        caller knows to be), and the body is not one-shot (see ``_once``)."""
         allowed = set(ok)
-        for attempt in range(2):
+        repeatable = (method.upper() in REPEATABLE_METHODS or idempotent) and not getattr(
+            body, "one_shot", False
+        )
+        limit = self.attempts if repeatable else 1
+        failures = 0
+        challenged = False
+        while True:
             sent = dict(headers or {})
             auth = self._auth_header(scope)
             if auth:
@@ -212,16 +252,41 @@ class RegistryClient:
                     stream=stream,
                 )
             except requests.RequestException as exc:
-                raise RegistryError(f"{method} {url}: {self.host} unreachable ({exc})") from exc
-            if answer.status_code == 401 and attempt == 0 and self._answer_challenge(answer, scope):
+                failures += 1
+                if _transient(exc) and failures < limit:
+                    self.sleep(self._backoff(failures))
+                    continue
+                raise RegistryError(
+                    f"{method} {url}: {self.host} unreachable ({exc}){_attempts(failures)}"
+                ) from exc
+            status = answer.status_code
+            if status == 401 and not challenged and self._answer_challenge(answer, scope):
+                challenged = True
                 answer.close()
                 continue
-            if answer.status_code not in allowed:
-                message, code = describe_error(method, url, answer.status_code, _json(answer))
+            if status in allowed:
+                return answer
+            if status in RETRY_STATUSES and failures + 1 < limit:
+                failures += 1
+                delay = self._retry_delay(failures, answer)
                 answer.close()
-                raise RegistryError(message, answer.status_code, code)
-            return answer
-        raise AssertionError("unreachable")
+                self.sleep(delay)
+                continue
+            message, code = describe_error(method, url, status, _json(answer))
+            answer.close()
+            raise RegistryError(message + _attempts(failures + 1), status, code)
+
+    def _backoff(self, failures: int) -> float:
+        """The pause after the ``failures``-th failure: ``backoff`` doubled each time, with
+        +-25% jitter so that parallel transfers do not come back in step."""
+        return self.backoff * 2.0 ** (failures - 1) * random.uniform(0.75, 1.25)
+
+    def _retry_delay(self, failures: int, answer: requests.Response) -> float:
+        if answer.status_code in (429, 503):
+            wanted = retry_after(answer.headers.get("Retry-After"))
+            if wanted is not None:
+                return min(wanted, self.retry_after_cap)
+        return self._backoff(failures)
 
     def _answer_challenge(self, answer: requests.Response, scope: str) -> bool:
         scheme, params = parse_challenge(answer.headers.get("WWW-Authenticate", ""))
@@ -301,18 +366,27 @@ class RegistryClient:
         scope: str,
         progress: Progress | None = None,
         chunk_size: int | None = None,
+        *,
+        resume: tuple[str, int] | None = None,
+        acknowledged: Callable[[str, int], None] | None = None,
     ) -> None:
         """POST a session, then one PUT (``chunk_size`` None or >= size) or PATCH chunks and
-        a closing PUT, each to the Location the previous answer gave."""
-        location = self.start_upload(name, scope)
+        a closing PUT, each to the Location the previous answer gave.
+
+        ``resume``: ``(location, offset)`` of a session that already holds the blob's first
+        ``offset`` bytes; they are read from the source only to be hashed (not sent, not
+        reported to ``progress``) and the rest goes in PATCH chunks. ``acknowledged`` is
+        called with the new Location and offset after every chunk the registry accepted."""
+        location, offset = resume if resume is not None else (self.start_upload(name, scope), 0)
         hasher = hashlib.sha256()
         with opener() as stream:
-            if chunk_size is None or size <= chunk_size:
+            _skip(stream, offset, hasher)
+            if resume is None and (chunk_size is None or size <= chunk_size):
                 self._put_final(location, digest, scope, stream, size, progress, hasher)
             else:
-                offset = 0
+                step = chunk_size or max(1, size - offset)
                 while offset < size:
-                    length = min(chunk_size, size - offset)
+                    length = min(step, size - offset)
                     reader = ProgressReader(stream, length, progress, hasher)
                     answer = self.request(
                         "PATCH",
@@ -328,11 +402,28 @@ class RegistryClient:
                     )
                     location = self._location(answer)
                     offset += length
+                    if acknowledged is not None:
+                        acknowledged(location, offset)
                 self._put_final(location, digest, scope, stream, 0, None, hasher)
         if "sha256:" + hasher.hexdigest() != digest:
             raise DigestMismatch(
                 f"the source's bytes for {digest} hash to sha256:{hasher.hexdigest()}"
             )
+
+    def upload_offset(self, location: str, scope: str) -> tuple[str, int] | None:
+        """The upload status (``GET`` the Location): ``(location to continue at, bytes the
+        session holds)``, or None when the session is gone (404) or its ``Range`` is not
+        ``0-<last byte>``. An empty session's ``0-0`` reads as 1 byte (the spec's ambiguity:
+        callers compare it with what they know was sent)."""
+        answer = self.request("GET", location, scope, ok=(200, 204, 404))
+        answer.close()
+        if answer.status_code == 404:
+            return None
+        found = _UPLOAD_RANGE.match(answer.headers.get("Range", "").strip())
+        if found is None:
+            return None
+        following = answer.headers.get("Location")
+        return (urljoin(answer.url, following) if following else location), int(found[1]) + 1
 
     def _put_final(
         self,
@@ -369,62 +460,101 @@ class RegistryClient:
     ) -> None:
         """GET the blob (following redirects without the registry's Authorization to other
         hosts) into ``target``, verifying size and digest; nothing is left at ``target``
-        unless it verified (written to a temporary name, then renamed)."""
+        unless it verified (written to a temporary name, then renamed).
+
+        A connection that drops mid-body (or a redirect target that fails transiently) is
+        tried again, up to ``attempts`` in all: from the bytes already written with a
+        ``Range`` request when the server answers it (206 from that byte), else from the
+        start (``progress`` is given back what is thrown away)."""
         check_digest(digest)
-        answer = self.request(
-            "GET",
-            self.url(f"/v2/{name}/blobs/{digest}"),
-            scope,
-            ok=(200, 301, 302, 303, 307, 308),
-            stream=True,
-        )
-        for _ in range(5):
-            if answer.status_code == 200:
-                break
-            location = urljoin(answer.url, answer.headers.get("Location", ""))
-            answer.close()
-            same = urlsplit(location).netloc == urlsplit(self.base_url).netloc
-            if same:
-                answer = self.request(
-                    "GET", location, scope, ok=(200, 301, 302, 303, 307, 308), stream=True
-                )
-            else:
-                try:
-                    answer = self.foreign.get(
-                        location, timeout=TIMEOUT, allow_redirects=False, stream=True
-                    )
-                except requests.RequestException as exc:
-                    raise RegistryError(f"blob download {digest} failed ({exc})") from exc
-                if answer.status_code not in (200, 301, 302, 303, 307, 308):
-                    answer.close()
-                    raise RegistryError(
-                        f"blob {digest}: the redirect target answered HTTP {answer.status_code}",
-                        answer.status_code,
-                    )
-        else:
-            raise RegistryError(f"blob {digest}: too many redirects")
         partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.part")
         hasher = hashlib.sha256()
         written = 0
+        failures = 0
         try:
-            with answer, partial.open("wb") as handle:
-                for chunk in answer.iter_content(CHUNK):
-                    handle.write(chunk)
-                    hasher.update(chunk)
-                    written += len(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
+            with partial.open("wb") as handle:
+                while True:
+                    try:
+                        answer = self._open_blob(name, digest, scope, written)
+                        if written and _range_start(answer) != written:
+                            # The server ignored the Range: start again from the first byte.
+                            handle.seek(0)
+                            handle.truncate()
+                            hasher = hashlib.sha256()
+                            if progress is not None:
+                                progress(-written)
+                            written = 0
+                            if answer.status_code != 200:
+                                answer.close()
+                                raise _Interrupted(f"HTTP {answer.status_code} to a Range")
+                        with answer:
+                            for chunk in answer.iter_content(CHUNK):
+                                handle.write(chunk)
+                                hasher.update(chunk)
+                                written += len(chunk)
+                                if progress is not None:
+                                    progress(len(chunk))
+                        break
+                    except (requests.RequestException, _Interrupted) as exc:
+                        if isinstance(exc, requests.RequestException) and not _transient(exc):
+                            raise RegistryError(f"blob download {digest} failed ({exc})") from exc
+                        if size is not None and written >= size:
+                            break  # every byte arrived: the checks below decide
+                        failures += 1
+                        if failures >= self.attempts:
+                            raise RegistryError(
+                                f"blob download {digest} failed ({exc}){_attempts(failures)}"
+                            ) from exc
+                        self.sleep(self._backoff(failures))
             actual = "sha256:" + hasher.hexdigest()
             if actual != digest:
                 raise DigestMismatch(f"blob {digest} from {self.host} hashes to {actual}")
             if size is not None and written != size:
                 raise DigestMismatch(f"blob {digest}: {written} bytes, the manifest says {size}")
             os.replace(partial, target)
-        except requests.RequestException as exc:
-            raise RegistryError(f"blob download {digest} failed ({exc})") from exc
         finally:
             if partial.exists():
                 partial.unlink()
+
+    def _open_blob(self, name: str, digest: str, scope: str, offset: int) -> requests.Response:
+        """The streamed answer (200, or 206 to the ``Range`` from ``offset``) at the end of
+        the blob's redirects. A redirect target's transient failure raises ``_Interrupted``
+        (the caller starts again at the registry, which may sign a fresh URL)."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        wanted = (200, 206, *REDIRECTS)
+        answer = self.request(
+            "GET",
+            self.url(f"/v2/{name}/blobs/{digest}"),
+            scope,
+            headers=headers,
+            ok=wanted,
+            stream=True,
+        )
+        for _ in range(5):
+            if answer.status_code in (200, 206):
+                return answer
+            location = urljoin(answer.url, answer.headers.get("Location", ""))
+            answer.close()
+            same = urlsplit(location).netloc == urlsplit(self.base_url).netloc
+            if same:
+                answer = self.request(
+                    "GET", location, scope, headers=headers, ok=wanted, stream=True
+                )
+                continue
+            answer = self.foreign.get(
+                location, headers=headers, timeout=TIMEOUT, allow_redirects=False, stream=True
+            )
+            if answer.status_code in RETRY_STATUSES:
+                answer.close()
+                raise _Interrupted(f"the redirect target answered HTTP {answer.status_code}")
+            if answer.status_code not in wanted:
+                answer.close()
+                raise RegistryError(
+                    f"blob {digest}: the redirect target answered HTTP {answer.status_code}",
+                    answer.status_code,
+                )
+        answer.close()
+        raise RegistryError(f"blob {digest}: too many redirects")
 
     # ------------------------------------------------------------ manifests
 
@@ -462,20 +592,81 @@ class RegistryClient:
         return digest
 
 
-def _once(reader: ProgressReader) -> Callable[[], Any]:
-    """A body for ``request`` that can be sent once: a streamed body cannot be replayed after
-    a 401, so the upload authenticates before (the POST that starts the session)."""
-    used = [False]
+class _Interrupted(Exception):
+    """A blob download that may succeed if tried again."""
 
-    def build() -> Any:
-        if used[0]:
+
+class _OneShot:
+    """A body for ``request`` that can be sent once: a streamed body cannot be replayed
+    after a 401, so the upload authenticates before (the POST that starts the session); nor
+    is it retried after a transient failure (``one_shot``)."""
+
+    one_shot = True
+
+    def __init__(self, reader: ProgressReader) -> None:
+        self._reader = reader
+        self._used = False
+
+    def __call__(self) -> Any:
+        if self._used:
             raise RegistryError(
                 "the registry asked to authenticate again in the middle of an upload"
             )
-        used[0] = True
-        return reader
+        self._used = True
+        return self._reader
 
-    return build
+
+def _once(reader: ProgressReader) -> _OneShot:
+    return _OneShot(reader)
+
+
+def _skip(stream: IO[bytes], count: int, hasher: Any) -> None:
+    """Read (and hash) the first ``count`` bytes of ``stream``: what a resumed upload does
+    not send again still counts in the digest the client checks."""
+    left = count
+    while left > 0:
+        data = stream.read(min(CHUNK, left))
+        if not data:
+            raise OSError("the source ended before the expected size")
+        hasher.update(data)
+        left -= len(data)
+
+
+def _transient(exc: requests.RequestException) -> bool:
+    """A failed or dropped connection, or a timeout (a TLS verification failure is not)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    return isinstance(
+        exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError
+    )
+
+
+def _attempts(count: int) -> str:
+    return f" (after {count} attempts)" if count > 1 else ""
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    if _SECONDS.match(text):
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _range_start(answer: requests.Response) -> int | None:
+    """The first byte of a 206 answer (its Content-Range), else None."""
+    if answer.status_code != 206:
+        return None
+    found = _CONTENT_RANGE.match(answer.headers.get("Content-Range", "").strip())
+    return int(found[1]) if found else None
 
 
 def _json(answer: requests.Response) -> Any:

@@ -1,7 +1,10 @@
 """How a blob gets to the registry: the upload-strategy seam.
 
 ``StandardUploader`` speaks the distribution spec (monolithic PUT, or PATCH chunks for big
-blobs; a cross-repository mount first when a source repository is known).
+blobs; a cross-repository mount first when a source repository is known). An interrupted
+chunked upload resumes: the session's Location is kept in a state file after every chunk the
+registry accepted, and the spec's upload status (``GET`` the Location: ``Range: 0-<last
+byte>``) says where to continue.
 ``DirectUploader`` speaks Portside's direct-uploads/v1 extension (docs/direct-uploads.md): the
 registry hands out presigned S3 multipart URLs, the parts go to S3 in parallel without the
 registry's credentials, and the registry verifies the assembled object before the blob exists.
@@ -25,7 +28,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from .errors import RegistryError
+from .errors import DigestMismatch, RegistryError
 from .model import Blob
 from .registry import TIMEOUT, Progress, ProgressReader, RegistryClient
 
@@ -75,10 +78,12 @@ class StandardUploader:
         client: RegistryClient,
         chunk_size: int | None = 64 << 20,
         mount_from: Sequence[str] = (),
+        state_dir: Path | None = None,
     ) -> None:
         self.client = client
         self.chunk_size = chunk_size
         self.mount_from = list(mount_from)
+        self.state_dir = state_dir
         self.sent = SentBytes()
 
     def upload(self, repository: str, blob: Blob, scope: str, progress: Progress) -> str:
@@ -91,16 +96,74 @@ class StandardUploader:
                     return "mounted"
             except RegistryError:
                 continue
-        self.client.upload_blob(
-            repository,
-            blob.digest,
-            blob.size,
-            blob.opener,
-            scope,
-            self.sent.metered(progress),
-            self.chunk_size,
-        )
+        resume = self._resume_point(repository, blob, scope)
+        if resume is not None:
+            progress(resume[1])  # on the display, not in ``sent``: those bytes stay put
+
+        def acknowledged(location: str, offset: int) -> None:
+            state = {"location": location, "offset": offset}
+            _write_state(self._state_path(repository, blob.digest), state)
+
+        try:
+            self.client.upload_blob(
+                repository,
+                blob.digest,
+                blob.size,
+                blob.opener,
+                scope,
+                self.sent.metered(progress),
+                self.chunk_size,
+                resume=resume,
+                acknowledged=acknowledged,
+            )
+        except DigestMismatch:
+            self._drop_state(repository, blob.digest)
+            raise
+        except RegistryError as exc:
+            # The registry refused the session (4xx): it is of no use to a later run. A
+            # connection failure or 5xx keeps it for the next push to resume.
+            if exc.status is not None and 400 <= exc.status < 500:
+                self._drop_state(repository, blob.digest)
+            raise
+        self._drop_state(repository, blob.digest)
         return "uploaded"
+
+    def _state_path(self, repository: str, digest: str) -> Path | None:
+        return _state_file_path(self.state_dir, self.client, repository, digest)
+
+    def _drop_state(self, repository: str, digest: str) -> None:
+        path = self._state_path(repository, digest)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _resume_point(self, repository: str, blob: Blob, scope: str) -> tuple[str, int] | None:
+        """``(location, offset)`` to continue a saved session at, or None to start over (no
+        state, the session gone, or a ``Range`` we cannot trust: one that holds less than
+        the chunks the registry acknowledged, or more than the blob)."""
+        path = self._state_path(repository, blob.digest)
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        location = data.get("location") if isinstance(data, dict) else None
+        saved = data.get("offset") if isinstance(data, dict) else None
+        if not isinstance(location, str) or not isinstance(saved, int) or saved < 1:
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            status = self.client.upload_offset(location, scope)
+        except RegistryError as exc:
+            if exc.status is None or exc.status >= 500:
+                raise  # the registry is unreachable now; the session may still be there
+            status = None
+        # The registry may hold more than the state says (a chunk acknowledged as the client
+        # stopped), but not less, nor more than the blob.
+        if status is None or not saved <= status[1] <= blob.size:
+            path.unlink(missing_ok=True)
+            return None
+        return status
 
 
 class DirectUploader:
@@ -238,6 +301,7 @@ class DirectUploader:
             ok=(201, 202, 400),
             body=json.dumps({} if parts is None else {"parts": parts}).encode(),
             headers={"Content-Type": "application/json"},
+            idempotent=True,
         )
         if answer.status_code == 400:
             self._drop_state(repository, blob.digest)
@@ -323,6 +387,7 @@ class _Session:
                     self.scope,
                     body=json.dumps({"numbers": numbers}).encode(),
                     headers={"Content-Type": "application/json"},
+                    idempotent=True,
                 )
                 for part in _body(answer).get("parts") or []:
                     self.urls[int(part["number"])] = str(part["url"])
@@ -386,8 +451,11 @@ def select_uploader(
     state_dir: Path | None = None,
     chunk_size: int | None = 64 << 20,
     mount_from: Sequence[str] = (),
+    standard_state_dir: Path | None = None,
 ) -> BlobUploader:
-    """``auto``: direct uploads when ``GET /v2/`` advertises them, else the standard protocol."""
+    """``auto``: direct uploads when ``GET /v2/`` advertises them, else the standard protocol.
+    ``state_dir`` keeps the direct uploads' state, ``standard_state_dir`` the standard
+    chunked uploads' (None: no resume)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown upload strategy {strategy!r}")
     direct = strategy == "direct" or (
@@ -395,7 +463,27 @@ def select_uploader(
     )
     if direct:
         return DirectUploader(client, state_dir, mount_from=mount_from)
-    return StandardUploader(client, chunk_size, mount_from)
+    return StandardUploader(client, chunk_size, mount_from, standard_state_dir)
+
+
+def _state_file_path(
+    state_dir: Path | None, client: RegistryClient, repository: str, digest: str
+) -> Path | None:
+    """Where an upload's state is kept: one file per registry URL, repository and digest."""
+    if state_dir is None:
+        return None
+    key = hashlib.sha256(f"{client.base_url}\n{repository}\n{digest}".encode()).hexdigest()
+    return state_dir / f"{key}.json"
+
+
+def _write_state(path: Path | None, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (a private directory, then a rename)."""
+    if path is None:
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(state), "utf-8")
+    os.replace(tmp, path)
 
 
 def _part_layout_problem(size: int, part_size: Any, part_count: Any) -> str | None:
