@@ -511,7 +511,7 @@ class DirectUploads:
         with contextlib.suppress(Exception):
             self.blobs.delete_object(session.data_key)
         outcome = replace(
-            _direct(session), status=FAILED, error_code=error.code, error_message=str(error)
+            _direct(session), status=FAILED, error_code=error.code, error_message=error.message
         )
         with contextlib.suppress(Exception):
             self._finish(session, holder, outcome)
@@ -521,7 +521,7 @@ class DirectUploads:
         """Fail an upload still open (before completion): abort its multipart upload."""
         assert session.multipart_id is not None
         outcome = replace(
-            _direct(session), status=FAILED, error_code=error.code, error_message=str(error)
+            _direct(session), status=FAILED, error_code=error.code, error_message=error.message
         )
         now = self._now()
         failed = replace(

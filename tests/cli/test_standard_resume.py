@@ -87,6 +87,31 @@ def test_an_interrupted_chunked_push_resumes_and_sends_only_the_rest(
     assert layout_blobs(dest) == layout_blobs(source)
 
 
+def test_resume_state_of_a_blob_the_registry_already_has_is_dropped(
+    cli: Cli, server: RunningRegistry, new_registry: str, tmp_path: Path
+) -> None:
+    """A push killed after the registry committed a blob, before the client dropped its
+    state: the next push finds the blob (HEAD) and drops the state it will never need."""
+    layer = os.urandom(3 * CHUNK)
+    source = tmp_path / "src"
+    oci_layout(source, [layer], tag="v1")
+    cache = tmp_path / "cache"
+    state_dir = cache / "portside" / "standard-uploads"
+    repository = f"{new_registry}/leftover"
+    client = RegistryClient(server.host, Credentials(server.token, server.token))
+    _interrupted_upload(client, repository, layer, CHUNK + 10, state_dir)
+    assert len(list(state_dir.iterdir())) == 1
+    ref = f"{server.host}/{repository}:v1"
+    # Another client pushes the image meanwhile (no state of its own).
+    cli.with_env(XDG_CACHE_HOME=str(tmp_path / "other"))("push", str(source), ref, "-q").ok()
+
+    again = cli.with_env(XDG_CACHE_HOME=str(cache))(
+        "push", str(source), ref, "--upload", "standard", "-q", "-o", "json"
+    )
+    assert set(again.ok().json()["blobs"].values()) == {"exists"}
+    assert list(state_dir.iterdir()) == []
+
+
 # ---------------------------------------------------------------- a fake registry
 
 

@@ -324,6 +324,8 @@ def test_background_verification_of_a_corrupted_object_fails_it(
     status = doc_of(client("GET", f"{DIRECT}/{upload_id}"))
     assert status["status"] == "failed"
     assert status["error"]["code"] == "DIGEST_INVALID"
+    # The message is the error's own: the code is beside it, not repeated inside it.
+    assert status["error"]["message"].startswith("content hashes to ")
     assert data_key not in blobs.objects
     assert client("HEAD", f"/v2/{NAME}/blobs/{sha256(data)}").status == 404
 

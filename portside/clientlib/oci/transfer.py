@@ -89,6 +89,7 @@ def push(
 
     def one(blob: Blob) -> None:
         if client.blob_exists(name, blob.digest, scope) is not None:
+            uploader.forget(name, blob.digest)
             result.outcomes[blob.digest] = "exists"
             sink.finish(blob.digest, "exists", blob.size)
             return

@@ -51,6 +51,11 @@ class BlobUploader(Protocol):
 
     def upload(self, repository: str, blob: Blob, scope: str, progress: Progress) -> str: ...
 
+    def forget(self, repository: str, digest: str) -> None:
+        """Drop any resume state of ``digest``: the registry has it (a push killed after the
+        commit but before the state was dropped leaves one behind)."""
+        ...
+
 
 class SentBytes:
     """A thread-safe count of blob bytes sent, fed by wrapping a transfer's progress."""
@@ -135,6 +140,9 @@ class StandardUploader:
         path = self._state_path(repository, digest)
         if path is not None:
             path.unlink(missing_ok=True)
+
+    def forget(self, repository: str, digest: str) -> None:
+        self._drop_state(repository, digest)
 
     def _resume_point(self, repository: str, blob: Blob, scope: str) -> tuple[str, int] | None:
         """``(location, offset)`` to continue a saved session at, or None to start over (no
@@ -223,6 +231,9 @@ class DirectUploader:
         path = self._state_path(repository, digest)
         if path is not None:
             path.unlink(missing_ok=True)
+
+    def forget(self, repository: str, digest: str) -> None:
+        self._drop_state(repository, digest)
 
     # ------------------------------------------------------------ upload
 
