@@ -136,9 +136,16 @@ def bucket_and_key(environ: dict[str, Any]) -> tuple[str, str]:
     return bucket, key
 
 
+# moto hands a whole object over as one chunk: the body is passed on in slices this size, so
+# that a client that hangs up is charged what reached the socket, not the whole object.
+_SLICE = 64 * 1024
+
+
 class _Counted:
-    """A response body that counts the bytes handed to the server (and keeps the start of
-    an error body), then reports once, when the server closes it."""
+    """A response body that counts the bytes the server wrote (and keeps the start of an
+    error body), then reports once, when the server closes it. A slice counts once the
+    server asks for the next one (it has written this one): a write that fails because the
+    client hung up ends the iteration with that slice uncounted."""
 
     def __init__(
         self, body: Iterable[bytes], keep_prefix: bool, done: Callable[[int, bytes], None]
@@ -152,10 +159,12 @@ class _Counted:
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._body:
-            self._sent += len(chunk)
             if self._keep and len(self._prefix) < _ERROR_BODY_PREFIX:
                 self._prefix += chunk[: _ERROR_BODY_PREFIX - len(self._prefix)]
-            yield chunk
+            for start in range(0, len(chunk), _SLICE):
+                piece = chunk[start : start + _SLICE]
+                yield piece
+                self._sent += len(piece)
 
     def close(self) -> None:
         try:

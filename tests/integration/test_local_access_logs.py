@@ -12,6 +12,8 @@ import gzip
 import json
 import os
 import re
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -212,6 +214,28 @@ def test_a_presigned_download_is_logged_with_the_bytes_sent_full_and_ranged(
     assert fields_of(lines[-1])["error_code"] == "NoSuchKey"
     assert records[1] is not None and records[1].registry_id == "0123456789abcdef0123456789abcdef"
     assert records[1].egress_bytes + records[2].egress_bytes == len(data) + 2000  # type: ignore[union-attr]
+
+
+def test_a_client_that_hangs_up_is_logged_with_what_reached_it_not_the_whole_object(
+    logged_moto: tuple[Any, LocalAccessLogs],
+) -> None:
+    s3, logs = logged_moto
+    key = "registries/0123456789abcdef0123456789abcdef/blobs/sha256/ab/big"
+    data = os.urandom(32 * 1024 * 1024)
+    s3.put_object(Bucket=BLOBS, Key=key, Body=data)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": BLOBS, "Key": key})
+    with requests.get(url, stream=True, timeout=10) as answer:
+        answer.raw.read(1024 * 1024)
+        # Hang up mid-body: SO_LINGER 0 makes the close a reset, as a killed client's is.
+        sock = answer.raw._fp.fp.raw._sock  # type: ignore[union-attr]
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    assert logs.wait_idle(timeout=20)
+    [log_key] = logs.flush()
+    records = [parse_s3_line(line) for line in log_lines(s3, log_key)]
+    [download] = [r for r in records if r and r.operation == "REST.GET.OBJECT"]
+    # What the client read, plus what sat in the two sockets' buffers; never the object.
+    assert 1024 * 1024 <= download.bytes_sent < 16 * 1024 * 1024
 
 
 def test_a_read_signed_with_a_header_is_logged_as_such_and_is_no_egress(
