@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 PEERS = ("distribution-fs", "distribution-s3")
@@ -85,6 +86,83 @@ def load_table(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def push_table(data: dict[str, Any]) -> list[str]:
+    layer = data["layer"]
+    lines = [
+        f"Push of one {layer['data_bytes'] / 2**20:g} MiB layer of incompressible data "
+        f"({layer['media_type']}, {layer['blob_bytes']} bytes), {data['runs']} runs, each "
+        "with a new layer and fresh repositories; wall seconds median (min-max), the rest "
+        "medians",
+        f"{'path':<22} {'wall s':>20} {'/direct':>7} {'client->compute':>15} "
+        f"{'S3->compute':>11} {'client->S3':>10} | peak RSS MB: {'client':>6} "
+        f"{'registry':>8} {'upl.host':>8} {'moto':>6}",
+    ]
+
+    def median(entry: dict[str, Any], *keys: str) -> float | None:
+        for key in keys:
+            entry = entry.get(key) or {}
+        value = entry.get("median")
+        return float(value) if value is not None else None
+
+    def mb(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    for key, entry in data["paths"].items():
+        ratio = entry.get("wall_ratio_to_direct")
+        rss = entry["peak_rss_mb"]
+        lines.append(
+            f"{key:<22} {_cell(entry['wall_s']):>20} "
+            f"{'-' if ratio is None else f'{ratio:.2f}x':>7} "
+            f"{_bytes(median(entry, 'client_bytes_to_compute')):>15} "
+            f"{_bytes(median(entry, 'compute_bytes_from_aws')):>11} "
+            f"{_bytes(median(entry, 'client_bytes_to_aws')):>10} |              "
+            f"{mb(median(rss, 'client')):>6} {mb(median(rss, 'registry')):>8} "
+            f"{mb(median(rss, 'upload_host')):>8} {mb(median(rss, 'moto')):>6}"
+        )
+    lines.append(
+        f"{'CPU seconds (median)':<22} {'client':>8} {'registry':>8} {'upl.host':>8} "
+        f"{'moto':>8} {'proxy':>8}"
+    )
+    for key, entry in data["paths"].items():
+        cpu = entry["cpu_s"]
+
+        def sec(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f}"
+
+        lines.append(
+            f"{key:<22} {sec(median(cpu, 'client')):>8} {sec(median(cpu, 'registry')):>8} "
+            f"{sec(median(cpu, 'upload_host')):>8} {sec(median(cpu, 'moto')):>8} "
+            f"{sec(median(entry, 'proxy_cpu_s')):>8}"
+        )
+    lines += [f"  {key}: {entry['title']}" for key, entry in data["paths"].items()]
+    lines += [f"  {name}: {check}" for name, check in data.get("checks", {}).items()]
+    lines += textwrap.wrap(
+        "client->compute: what clients sent to the registry's compute (Portside's API and "
+        "upload host, or distribution), counted by a TCP proxy in front of it, headers "
+        "included; S3->compute: what the compute read from its moto (S3 and DynamoDB "
+        "answers; on the direct path the one read that verifies the sha256); client->S3: "
+        "what clients sent straight to S3 through presigned URLs. Each registry has a moto "
+        "process of its own; all S3 traffic crosses the same proxy.",
+        width=100,
+        initial_indent="  (",
+        subsequent_indent="   ",
+    )
+    lines[-1] += ")"
+    lines += [f"FAILED (not timed): {f}" for f in data.get("failures", [])]
+    if data.get("stopped_early"):
+        lines.append(f"push paths stopped early: {data['stopped_early']}")
+    return lines
+
+
 def calls_table(data: dict[str, Any]) -> list[str]:
     from .calls import table
 
@@ -112,6 +190,8 @@ def render(result: dict[str, Any]) -> str:
         lines += [*load_table(result["load"]), ""]
     if "calls" in result:
         lines += [*calls_table(result["calls"]), ""]
+    if "push" in result:
+        lines += [*push_table(result["push"]), ""]
     if "memory" in result:
         m = result["memory"]
         verdict = "within" if m["peak_rss_mb"] <= m["target_mb"] else "OVER"

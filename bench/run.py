@@ -5,8 +5,11 @@ under ``bench/results/<UTC timestamp>.json`` (and the call counts as
 Knobs (environment): ``BENCH_RUNS`` (runs per push/pull figure, default 3),
 ``BENCH_LOAD_SECONDS`` (per load cell, default 3), ``BENCH_CONCURRENCY`` (default 1,8,32),
 ``BENCH_CLIENTS`` (default skopeo,ctr), ``BENCH_ONLY`` (comma list of parts: calls,
-coldstart, clients, load, memory), ``BENCH_QUICK=1`` (small images, 1 run, 1 s cells:
-a smoke test of the harness), ``BENCH_MEMORY_BYTES`` (default 1 GiB).
+coldstart, clients, load, memory, push), ``BENCH_QUICK=1`` (small images, 1 run, 1 s cells:
+a smoke test of the harness), ``BENCH_MEMORY_BYTES`` (default 1 GiB), ``BENCH_PUSH_BYTES``
+(the push paths' layer, default 1 GiB; quick 64 MiB), ``BENCH_PUSH_RUNS`` (default
+``min(BENCH_RUNS, 2)``), ``BENCH_PUSH_PATHS`` (default direct,upload-host,distribution; also
+standard-distribution).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from tests.e2e.clients import RegistryApi
 from tests.e2e.images import ImageFactory
 from tests.e2e.procs import remove_tree
 
-from . import clients_bench, coldstart, load, memory, peers, report
+from . import clients_bench, coldstart, load, memory, peers, push_paths, report
 from .calls import git_commit
 from .peers import ROOT
 
 RESULTS = ROOT / "bench" / "results"
-TIME_BUDGET = 13 * 60  # seconds; parts left when it is spent are skipped and said so
+TIME_BUDGET = 20 * 60  # seconds; parts left when it is spent are skipped and said so
+PUSH_RESERVE = 7 * 60  # seconds kept for the push paths (the last part)
 
 
 def log(message: str) -> None:
@@ -56,8 +60,14 @@ def main() -> int:
     seconds = float(os.environ.get("BENCH_LOAD_SECONDS") or (1 if quick else 3))
     conc = tuple(int(c) for c in (os.environ.get("BENCH_CONCURRENCY") or "1,8,32").split(","))
     client_names = (os.environ.get("BENCH_CLIENTS") or "skopeo,ctr").split(",")
-    only = set((os.environ.get("BENCH_ONLY") or "calls,coldstart,clients,load,memory").split(","))
+    only = set(
+        (os.environ.get("BENCH_ONLY") or "calls,coldstart,clients,load,memory,push").split(",")
+    )
     mem_bytes = env_int("BENCH_MEMORY_BYTES", (64 if quick else 1024) * 1024 * 1024)
+    push_bytes = env_int("BENCH_PUSH_BYTES", (64 if quick else 1024) * 1024 * 1024)
+    push_runs = env_int("BENCH_PUSH_RUNS", min(runs, 2))
+    push_env = os.environ.get("BENCH_PUSH_PATHS") or ",".join(push_paths.DEFAULT_PATHS)
+    push_keys = push_env.split(",")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     result: dict[str, Any] = {
         "started_at": stamp,
@@ -69,6 +79,8 @@ def main() -> int:
             "concurrency": list(conc),
             "clients": client_names,
             "quick": quick,
+            "push_bytes": push_bytes,
+            "push_runs": push_runs,
         },
         "skipped": [],
     }
@@ -95,10 +107,31 @@ def main() -> int:
                 **coldstart.import_time(3 if quick else 7),
                 "package": coldstart.package(work / "lambda.zip"),
             }
+        # The parts before the push paths leave them PUSH_RESERVE seconds.
         if only & {"clients", "load", "memory"}:
             run_peers(
-                work, result, only, runs, seconds, conc, client_names, mem_bytes, quick, deadline
+                work,
+                result,
+                only,
+                runs,
+                seconds,
+                conc,
+                client_names,
+                mem_bytes,
+                quick,
+                deadline - (PUSH_RESERVE if "push" in only else 0),
             )
+        if "push" in only:
+            if time.monotonic() > deadline - 90:
+                result["skipped"].append("push: time budget spent")
+            else:
+                log(
+                    f"== push of one {push_bytes / 2**20:g} MiB layer through each upload path "
+                    f"({push_runs} runs: {', '.join(push_keys)})"
+                )
+                result["push"] = push_paths.run_push_paths(
+                    work / "push", push_bytes, push_runs, push_keys, log, deadline=deadline
+                )
     finally:
         result["machine"]["loadavg_end"] = loadavg()
         result["elapsed_seconds"] = round(time.monotonic() - started, 1)
