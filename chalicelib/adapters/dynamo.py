@@ -301,12 +301,18 @@ class DynamoMetadataStore:
         self, seen: RegistryRecord, storage_bytes: int, repository_count: int, now: datetime
     ) -> bool:
         """Set the counters to a recount's result if the record is still the live
-        incarnation ``seen`` with exactly its counters and storage time (every storage
-        change sets that time, so a commit since the read fails this); False otherwise."""
+        incarnation ``seen`` with exactly its counters, storage time and usage version
+        (every counter change bumps the version, so a commit since the read fails this,
+        even one whose +1 another's -1 undid); False otherwise."""
         stamped: Condition = (
             RegistryItem.storage_updated_at == seen.storage_updated_at
             if seen.storage_updated_at is not None
             else RegistryItem.storage_updated_at.does_not_exist()
+        )
+        versioned: Condition = (
+            RegistryItem.usage_version == seen.usage_version
+            if seen.usage_version
+            else RegistryItem.usage_version.does_not_exist() | (RegistryItem.usage_version == 0)
         )
         condition: Condition = (
             (RegistryItem.registry_id == seen.registry_id)
@@ -314,10 +320,12 @@ class DynamoMetadataStore:
             & (RegistryItem.storage_bytes == seen.storage_bytes)
             & (RegistryItem.repository_count == seen.repository_count)
             & stamped
+            & versioned
         )
         actions: list[Action] = [
             RegistryItem.storage_bytes.set(storage_bytes),
             RegistryItem.repository_count.set(repository_count),
+            RegistryItem.usage_version.add(1),
         ]
         if storage_bytes != seen.storage_bytes:
             actions.append(RegistryItem.storage_updated_at.set(now))
@@ -471,7 +479,10 @@ class DynamoMetadataStore:
                     )
                     tx.update(
                         RegistryItem(reg_pk(repo.registry), META),
-                        actions=[RegistryItem.repository_count.add(-1)],
+                        actions=[
+                            RegistryItem.repository_count.add(-1),
+                            RegistryItem.usage_version.add(1),
+                        ],
                         condition=_registry_is(repo),
                     )
             except TransactWriteError as exc:
@@ -563,6 +574,8 @@ class DynamoMetadataStore:
                         counters.append(RegistryItem.storage_updated_at.set(now))
                     if not repo_exists:
                         counters.append(RegistryItem.repository_count.add(1))
+                    if counters:
+                        counters.append(RegistryItem.usage_version.add(1))
                     # Every write asserts that the registry is live, so nothing lands in a
                     # registry whose content is being purged; what it adds must fit under
                     # the plan's hard limits (registry.quotas).
@@ -855,7 +868,10 @@ class DynamoMetadataStore:
                         room = _within_limits(0, 1)
                         tx.update(
                             RegistryItem(reg_pk(repo.registry), META),
-                            actions=[RegistryItem.repository_count.add(1)],
+                            actions=[
+                                RegistryItem.repository_count.add(1),
+                                RegistryItem.usage_version.add(1),
+                            ],
                             condition=(
                                 registry_condition if room is None else registry_condition & room
                             ),
@@ -1318,6 +1334,7 @@ class DynamoMetadataStore:
                         actions=[
                             RegistryItem.storage_bytes.add(-blob.size),
                             RegistryItem.storage_updated_at.set(now),
+                            RegistryItem.usage_version.add(1),
                         ],
                         condition=RegistryItem.registry_id == registry_id,
                     )
@@ -1815,6 +1832,7 @@ def _registry_record(item: RegistryItem) -> RegistryRecord:
         plan=item.plan,
         storage_bytes=int(item.storage_bytes),
         repository_count=int(item.repository_count),
+        usage_version=int(item.usage_version or 0),
         read_only=bool(item.read_only),
         created_at=item.created_at,
         storage_updated_at=item.storage_updated_at,

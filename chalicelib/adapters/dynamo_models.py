@@ -86,6 +86,9 @@ class RegistryItem(Item):
     plan = UnicodeAttribute(default="professional")
     storage_bytes = NumberAttribute(default=0)
     repository_count = NumberAttribute(default=0)
+    # Bumped with every counter change (records.RegistryRecord.usage_version); absent on
+    # records older than it: 0.
+    usage_version = NumberAttribute(null=True)
     read_only = BooleanAttribute(default=False)
     deleting = BooleanAttribute(default=False)
     created_at = UTCDateTimeAttribute(null=True)

@@ -415,11 +415,13 @@ class MemoryMetadataStore:
                 or record.storage_bytes != seen.storage_bytes
                 or record.repository_count != seen.repository_count
                 or record.storage_updated_at != seen.storage_updated_at
+                or record.usage_version != seen.usage_version
             ):
                 return False
             if storage_bytes != record.storage_bytes:
                 record.storage_updated_at = now
             record.storage_bytes, record.repository_count = storage_bytes, repository_count
+            record.usage_version += 1
             return True
 
     def update_subscription(self, seen: RegistryRecord, plan: str, now: datetime) -> bool:
@@ -499,6 +501,7 @@ class MemoryMetadataStore:
                     raise TagImmutableError(refusal, detail={"tag": name})
             self.repositories[repo.rid].discard(repo.repository)
             record.repository_count -= 1
+            record.usage_version += 1
             for table in self._repository_tables():
                 table.pop(_key(repo), None)
             return True
@@ -509,6 +512,7 @@ class MemoryMetadataStore:
         if repo.repository not in repos:
             repos.add(repo.repository)
             record.repository_count += 1
+            record.usage_version += 1
 
     # ------------------------------------------------------------ blobs
 
@@ -555,6 +559,7 @@ class MemoryMetadataStore:
                 blobs[digest] = BlobRecord(digest, size, now, key)
                 record.storage_bytes += size
                 record.storage_updated_at = now
+                record.usage_version += 1
             else:
                 blobs[digest].touched_at = now  # referenced again: see registry.gc
             self._create_repository(repo)
@@ -866,6 +871,7 @@ class MemoryMetadataStore:
             del self.registry_blobs[registry_id][blob.digest]
             registry.storage_bytes -= stored.size
             registry.storage_updated_at = datetime.now(UTC)
+            registry.usage_version += 1
             self._count(registry_id, gc_uuid, blobs_deleted=1, freed_bytes=stored.size)
             return True
 

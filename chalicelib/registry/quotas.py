@@ -230,6 +230,7 @@ def _same_counters(a: RegistryRecord, b: RegistryRecord) -> bool:
         and a.storage_bytes == b.storage_bytes
         and a.repository_count == b.repository_count
         and a.storage_updated_at == b.storage_updated_at
+        and a.usage_version == b.usage_version
         and not b.deleting
     )
 

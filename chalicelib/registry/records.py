@@ -29,6 +29,10 @@ class RegistryRecord:
     plan: str = "professional"
     storage_bytes: int = 0
     repository_count: int = 0
+    # Bumped by every write that changes either counter: reconciliation corrects them only
+    # if it is unchanged since it read them (a +1 and a -1 in between leave the counts as
+    # they were, not the version).
+    usage_version: int = 0
     read_only: bool = False
     created_at: datetime | None = None
     storage_updated_at: datetime | None = None

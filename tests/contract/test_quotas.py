@@ -20,6 +20,7 @@ from pynamodb.expressions.update import Action
 from chalicelib.adapters.dynamo import rid_pk
 from chalicelib.adapters.dynamo_models import IDENTITY, META, RegistryIdentityItem, RegistryItem
 from chalicelib.adapters.memory import MemoryBlobStore, MemoryMetadataStore
+from chalicelib.registry import quotas
 from chalicelib.registry.errors import DeniedError, QuotaExceededError
 from chalicelib.registry.names import RepositoryName
 from chalicelib.registry.plans import GIB, MIB
@@ -414,6 +415,7 @@ class _Interleaved:
     inner: Any
     at: str
     hook: Callable[[], None]
+    skip: int = 0  # calls of ``at`` let through before the hook runs
     fired: bool = False
 
     def __getattr__(self, name: str) -> Any:
@@ -422,7 +424,9 @@ class _Interleaved:
             return method
 
         def interleaved(*args: Any, **kwargs: Any) -> Any:
-            if not self.fired:
+            if self.skip > 0:
+                self.skip -= 1
+            elif not self.fired:
                 self.fired = True
                 self.hook()
             return method(*args, **kwargs)
@@ -448,6 +452,30 @@ def test_reconciliation_does_not_clobber_a_concurrent_commit(store: MetadataStor
     fixed = reconcile_registry(records(store), registry.name, LATER)
     assert fixed is not None and fixed.outcome == CORRECTED and fixed.storage_drift == -500
     assert live_registry(store, registry.name).storage_bytes == 1230 + 77
+
+
+def test_reconciliation_skips_a_repository_created_and_another_deleted_during_its_count(
+    store: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count changes by +1 and -1 while the recount pages through the repositories:
+    the counters read before and after are equal, and the recount (which saw neither the
+    new repository, sorted before its page, nor the deleted one, after it) is one short.
+    The usage version, bumped by both writes, stops the correction."""
+    monkeypatch.setattr(quotas, "PAGE", 1)
+    registry = _pushed(store)  # repositories "one" and "two"
+    shared = digest_of(f"{registry.name}-shared")
+
+    def create_and_delete() -> None:
+        store.commit_blob(bound(registry, "aaa"), shared, 1000, LATER)  # no new bytes
+        assert store.delete_repository(bound(registry, "two"))
+
+    interleaved = _Interleaved(store, "list_repositories", create_and_delete, skip=1)
+    result = reconcile_registry(interleaved, registry.name, LATER)
+    assert result is not None and result.repositories_after == 1  # the torn recount
+    assert result.outcome == SKIPPED
+    assert live_registry(store, registry.name).repository_count == 2  # "aaa" and "one"
+    again = reconcile_registry(records(store), registry.name, LATER)
+    assert again is not None and again.outcome == CONSISTENT
 
 
 class _OneAccount:
