@@ -22,7 +22,7 @@ import requests
 
 from tests.e2e.procs import Daemon, free_port, tcp_ready
 
-from .peers import ROOT, portside
+from .peers import ROOT, portside, upload_host_env
 
 GIB = 1024 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -50,18 +50,7 @@ def body(size: int, hasher: Any) -> Iterator[bytes]:
 def upload_host_peak(workdir: Path, endpoint: str, size: int = GIB) -> dict[str, Any]:
     key = secrets.token_urlsafe(32)
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PORTSIDE_"))},
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "PORTSIDE_SIGNING_KEY": key,
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-        "PORT": str(port),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = upload_host_env(endpoint, key, port)
     uploader = Daemon(
         "upload_host",
         [sys.executable, "-m", "portside.upload_host"],

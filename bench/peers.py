@@ -60,6 +60,24 @@ def moto_server(workdir: Path) -> Iterator[tuple[str, Daemon]]:
         daemon.stop()
 
 
+def upload_host_env(endpoint: str, signing_key: str, port: int) -> dict[str, str]:
+    """The environment of ``python -m portside.upload_host`` on ``endpoint`` (our own
+    AWS_/PORTSIDE_ settings left out), listening on ``port``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PORTSIDE_"))}
+    return {
+        **inherited,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PORTSIDE_SIGNING_KEY": signing_key,
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "PORT": str(port),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def create_bucket(endpoint: str, bucket: str) -> None:
     import boto3
 

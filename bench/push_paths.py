@@ -64,7 +64,7 @@ from tests.e2e.daemons import RegistryTarget
 from tests.e2e.procs import Daemon, free_port, remove_tree, tail_file, tcp_ready
 
 from . import peers
-from .peers import ROOT, VENV_BIN
+from .peers import ROOT, VENV_BIN, upload_host_env
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -637,23 +637,11 @@ def portside_split(workdir: Path, proxy: CountingProxy) -> Iterator[Deployment]:
     with _moto(workdir, proxy, "split-aws") as (endpoint, moto):
         key = secrets.token_urlsafe(32)
         upload_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PORTSIDE_"))}
         uploads = Daemon(
             "upload_host",
             [str(VENV_BIN / "python"), "-m", "portside.upload_host"],
             workdir / "upload_host.log",
-            env={
-                **env,
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "PORTSIDE_SIGNING_KEY": key,
-                "POWERTOOLS_METRICS_DISABLED": "true",
-                "POWERTOOLS_LOG_LEVEL": "WARNING",
-                "PORT": str(upload_port),
-                "PYTHONUNBUFFERED": "1",
-            },
+            env=upload_host_env(endpoint, key, upload_port),
             cwd=ROOT,
         ).start()
         try:

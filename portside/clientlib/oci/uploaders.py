@@ -75,7 +75,26 @@ class SentBytes:
         return counted
 
 
-class StandardUploader:
+class _ResumeState:
+    """An uploader's resume state: one private JSON file per registry URL, repository and
+    digest under ``state_dir`` (None: none kept)."""
+
+    client: RegistryClient
+    state_dir: Path | None
+
+    def _state_path(self, repository: str, digest: str) -> Path | None:
+        return _state_file_path(self.state_dir, self.client, repository, digest)
+
+    def _drop_state(self, repository: str, digest: str) -> None:
+        path = self._state_path(repository, digest)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def forget(self, repository: str, digest: str) -> None:
+        self._drop_state(repository, digest)
+
+
+class StandardUploader(_ResumeState):
     name = "standard"
 
     def __init__(
@@ -133,17 +152,6 @@ class StandardUploader:
         self._drop_state(repository, blob.digest)
         return "uploaded"
 
-    def _state_path(self, repository: str, digest: str) -> Path | None:
-        return _state_file_path(self.state_dir, self.client, repository, digest)
-
-    def _drop_state(self, repository: str, digest: str) -> None:
-        path = self._state_path(repository, digest)
-        if path is not None:
-            path.unlink(missing_ok=True)
-
-    def forget(self, repository: str, digest: str) -> None:
-        self._drop_state(repository, digest)
-
     def _resume_point(self, repository: str, blob: Blob, scope: str) -> tuple[str, int] | None:
         """``(location, offset)`` to continue a saved session at, or None to start over (no
         state, the session gone, or a ``Range`` we cannot trust: one that holds less than
@@ -174,7 +182,7 @@ class StandardUploader:
         return status
 
 
-class DirectUploader:
+class DirectUploader(_ResumeState):
     name = "direct"
 
     def __init__(
@@ -201,12 +209,6 @@ class DirectUploader:
 
     # ------------------------------------------------------------ state file
 
-    def _state_path(self, repository: str, digest: str) -> Path | None:
-        if self.state_dir is None:
-            return None
-        key = hashlib.sha256(f"{self.client.base_url}\n{repository}\n{digest}".encode()).hexdigest()
-        return self.state_dir / f"{key}.json"
-
     def _load_state(self, repository: str, digest: str) -> str | None:
         path = self._state_path(repository, digest)
         if path is None:
@@ -219,21 +221,8 @@ class DirectUploader:
         return location if isinstance(location, str) else None
 
     def _save_state(self, repository: str, digest: str, location: str, upload_id: str) -> None:
-        path = self._state_path(repository, digest)
-        if path is None:
-            return
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"location": location, "upload_id": upload_id}), "utf-8")
-        os.replace(tmp, path)
-
-    def _drop_state(self, repository: str, digest: str) -> None:
-        path = self._state_path(repository, digest)
-        if path is not None:
-            path.unlink(missing_ok=True)
-
-    def forget(self, repository: str, digest: str) -> None:
-        self._drop_state(repository, digest)
+        state = {"location": location, "upload_id": upload_id}
+        _write_state(self._state_path(repository, digest), state)
 
     # ------------------------------------------------------------ upload
 
