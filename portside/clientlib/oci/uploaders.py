@@ -85,6 +85,17 @@ class _ResumeState:
     def _state_path(self, repository: str, digest: str) -> Path | None:
         return _state_file_path(self.state_dir, self.client, repository, digest)
 
+    def _read_state(self, repository: str, digest: str) -> dict[str, Any]:
+        """The saved state; empty when there is none or it cannot be read."""
+        path = self._state_path(repository, digest)
+        if path is None:
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def _drop_state(self, repository: str, digest: str) -> None:
         path = self._state_path(repository, digest)
         if path is not None:
@@ -156,17 +167,10 @@ class StandardUploader(_ResumeState):
         """``(location, offset)`` to continue a saved session at, or None to start over (no
         state, the session gone, or a ``Range`` we cannot trust: one that holds less than
         the chunks the registry acknowledged, or more than the blob)."""
-        path = self._state_path(repository, blob.digest)
-        if path is None:
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        location = data.get("location") if isinstance(data, dict) else None
-        saved = data.get("offset") if isinstance(data, dict) else None
+        data = self._read_state(repository, blob.digest)
+        location, saved = data.get("location"), data.get("offset")
         if not isinstance(location, str) or not isinstance(saved, int) or saved < 1:
-            path.unlink(missing_ok=True)
+            self._drop_state(repository, blob.digest)
             return None
         try:
             status = self.client.upload_offset(location, scope)
@@ -177,7 +181,7 @@ class StandardUploader(_ResumeState):
         # The registry may hold more than the state says (a chunk acknowledged as the client
         # stopped), but not less, nor more than the blob.
         if status is None or not saved <= status[1] <= blob.size:
-            path.unlink(missing_ok=True)
+            self._drop_state(repository, blob.digest)
             return None
         return status
 
@@ -210,14 +214,7 @@ class DirectUploader(_ResumeState):
     # ------------------------------------------------------------ state file
 
     def _load_state(self, repository: str, digest: str) -> str | None:
-        path = self._state_path(repository, digest)
-        if path is None:
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        location = data.get("location") if isinstance(data, dict) else None
+        location = self._read_state(repository, digest).get("location")
         return location if isinstance(location, str) else None
 
     def _save_state(self, repository: str, digest: str, location: str, upload_id: str) -> None:
